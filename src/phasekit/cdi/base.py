@@ -1,0 +1,50 @@
+"""Projection algorithms share one loop body: ``Z = F x``; ``Z <- P~_m Z``; ``y = F^-1 Z``;
+``x <- U(x, y)`` where only the real-space rule ``U`` differs (ER, HIO, RAAR).  The estimate they
+report is ``P_C y = P_C P_m x`` (Marchesini 2007 after eq. (21): "the reported estimate should be
+P_m rho (or P_s P_m rho), not rho")."""
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from ..run import Algorithm
+from .kernels import fourier_project, realspace_update
+
+
+class StrictConfig(BaseModel):
+    """Base of the algorithm configs: unknown keys and out-of-range values are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProjectionAlgorithm(Algorithm):
+    """``x <- U(x, P_m x)`` with the fused Fourier projection (see :mod:`.kernels`)."""
+
+    mode: int = 0
+    state_names = ("x", "y")
+
+    def __init__(self, problem, n_iter, beta: float = 0.9, **params):
+        super().__init__(problem, n_iter, **params)
+        self.beta = float(beta)
+
+    def initialize(self, x0):
+        self.x = x0.to(self.problem.cdtype).clone().contiguous()
+        self.y = None
+
+    def fourier_step(self) -> torch.Tensor:
+        """``y = P_m x`` (one FFT pair); unmeasured Fourier pixels keep their value."""
+        p = self.problem
+        z = p.fft(self.x)
+        fourier_project(z, p.amp, p.measured)
+        self.y = p.ifft(z)
+        return self.y
+
+    def step(self, k):
+        y = self.fourier_step()
+        p = self.problem
+        realspace_update(self.x, y, p.support, self.mode, self.beta, real=p.real, positive=p.positive)
+
+    def estimate(self):
+        if self.y is None:
+            return self.problem.constrain(self.x)
+        return self.problem.constrain(self.y)

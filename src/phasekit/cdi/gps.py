@@ -1,0 +1,249 @@
+"""Generalized proximal smoothing (GPS) for phase retrieval: GPS-R and GPS-F.
+
+Pham, Yin, Rana, Osher, Miao, "GPS: Generalized proximal smoothing for phase retrieval",
+Opt. Express 27, 2792 (2019) = Pham thesis (UCLA 2020) ch. 2, Algorithms 1 (GPS-R) and 2 (GPS-F).
+
+The iteration is the generalized primal-dual hybrid gradient (PDHG) of thesis eq. (2.13) for the
+min-max problem (2.12)::
+
+    z^{k+1} = prox_{t g_sigma}(z^k - t F y^k)                       (G1-G2, eq. (2.14), (2.28))
+    y^{k+1} = Smooth_l( proj_{S*}(y^k + s F^-1(2 z^{k+1} - z^k)) ) (G3-G4, eq. (2.19), (2.18)/(2.27))
+
+with ``prox_{t g_sigma}(w) = (1 - eps) b w/|w| + eps w``, ``eps = sigma / (sigma + t)`` on
+measured pixels and ``w`` on unmeasured ones.  Resolutions of the thesis's gaps (digest 001 §9),
+chosen here:
+
+* sigma schedule (item 14): piecewise constant, default 0.01 for the first 40 % of the
+  iterations then 0.1 (the yeast schedule; the vesicle schedule is not stated).
+* smoothing stages (items 5, 7): ``n_stages`` stages (default 10 x 100 iterations) of increasing
+  smoothing, OSS-matched: ``alpha_l`` from ``2N`` to ``0.2N``; GPS-R multiplies ``F y`` by
+  ``exp(-c_R s |k|^2 / (2 alpha_l^2))`` (k in DFT index units; ``c_R = 1``), GPS-F multiplies
+  ``y`` by ``exp(-c_F s r^2 / (2 alpha_l^2))`` (r in pixels from the centre; ``c_F = 1/(4 pi^2)``).
+  Explicit ``gammas`` may be given instead (``G_{s gamma}`` of eq. (2.18) / ``W`` of eq. (2.27)).
+  ``smoothing="exact"`` uses the exact proximal multipliers ``1/(1 + s gamma lambda(xi))``
+  (the shared Laplacian smoothing of :mod:`phasekit.learn.smoothing`) and ``1/(1 + s gamma r^2)``
+  (item 8); ``"none"`` turns smoothing off.
+* restarts (items 3, 4): each stage restarts from the pair ``(z, y)`` with the lowest R_F so far
+  (``restart="global"``, the algorithm box) or in the previous stage (``"stage"``, OSS style).
+* R_F (items 1, 2) is computed every iteration on ``P_C(F^-1 z^{k+1})`` over measured pixels; the
+  output is ``P_C(F^-1 z_best)`` (``output="unmasked"`` gives the printed ``Re(F^-1 z_best)^+``).
+* the smoothing acts on the complex ``y`` (item 6); ``literal_re=True`` takes the real part as the
+  printed eq. (2.20) does.
+* ``t = 1``, ``s = 0.9`` (thesis experiments); the random start is ``z^0 = b exp(i phi)``,
+  ``phi ~ U[0, 2 pi)``, ``z^0 = 0`` on unmeasured pixels, ``y^0 = 0``.
+* With ``sigma = 0``, ``smoothing="none"`` and ``s = t = 1`` the iteration is Douglas-Rachford
+  (HIO with beta = 1 for a support-only constraint; digest 001 §4.1), which a test checks.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from ..learn.smoothing import laplacian_smoothing_divisor
+from ..run import Algorithm
+from .base import StrictConfig
+from .filters import freq_index_sq, oss_alphas, radius_sq
+from .kernels import fourier_project
+
+
+class GPSConfig(StrictConfig):
+    t: float = Field(1.0, gt=0, description="primal step size")
+    s: float = Field(0.9, gt=0, description="dual step size (s*t <= 1 for convergence)")
+    sigma: float | list[tuple[float, float]] = Field(
+        default=[(0.0, 0.01), (0.4, 0.1)],
+        description="fidelity relaxation: a constant or [(fraction of n_iter, value), ...]")
+    n_stages: int = Field(10, ge=1, le=1000, description="smoothing stages")
+    alpha_max: float | None = Field(None, gt=0, description="first filter width (default 2N)")
+    alpha_min: float | None = Field(None, gt=0, description="last filter width (default 0.2N)")
+    gammas: list[float] | None = Field(None, description="explicit gamma per stage (overrides alpha)")
+    c_r: float = Field(1.0, ge=0, description="GPS-R OSS-matching constant")
+    c_f: float = Field(1.0 / (4 * math.pi ** 2), ge=0, description="GPS-F OSS-matching constant")
+    smoothing: Literal["gaussian", "exact", "none"] = "gaussian"
+    restart: Literal["global", "stage"] = "global"
+    output: Literal["masked", "unmasked"] = "masked"
+    literal_re: bool = False
+
+
+def sigma_schedule(sigma, n_iter: int) -> np.ndarray:
+    """Per-iteration fidelity parameter from a constant or ``[(fraction, value), ...]``."""
+    if isinstance(sigma, (int, float)):
+        if sigma < 0:
+            raise ValueError(f"sigma must be >= 0, got {sigma}")
+        return np.full(n_iter, float(sigma))
+    pts = sorted((float(f), float(v)) for f, v in sigma)
+    if not pts or pts[0][0] > 0:
+        raise ValueError("sigma schedule must start at fraction 0")
+    out = np.empty(n_iter)
+    fr = np.arange(n_iter) / max(n_iter, 1)
+    for f, v in pts:
+        if v < 0:
+            raise ValueError(f"sigma values must be >= 0, got {v}")
+        out[fr >= f - 1e-12] = v
+    return out
+
+
+class GPS(Algorithm):
+    """GPS-R / GPS-F (thesis Algorithms 1-2; see the module docstring for every choice)."""
+
+    name = "gps"
+    variant = "r"
+    keep_best_default = False  # best tracking is part of the algorithm itself
+    state_names = ("z", "y", "Fy", "u_old", "best", "stage_best", "rf")
+
+    def __init__(self, problem, n_iter, *, t=1.0, s=0.9, sigma=((0.0, 0.01), (0.4, 0.1)), n_stages=10,
+                 alpha_max=None, alpha_min=None, gammas=None, c_r=1.0, c_f=1.0 / (4 * math.pi ** 2),
+                 smoothing="gaussian", restart="global", output="masked", literal_re=False):
+        super().__init__(problem, n_iter)
+        self.t, self.s = float(t), float(s)
+        self.sigmas = sigma_schedule(sigma, self.n_iter)
+        self.n_stages = min(int(n_stages), self.n_iter)
+        self.bounds = np.linspace(0, self.n_iter, self.n_stages + 1).round().astype(int)
+        self.smoothing, self.restart, self.output, self.literal_re = smoothing, restart, output, literal_re
+        p = problem
+        if gammas is not None:
+            if len(gammas) != self.n_stages:
+                raise ValueError(f"gammas has {len(gammas)} values for {self.n_stages} stages")
+            self.gammas = [float(g) for g in gammas]
+        else:
+            alphas = oss_alphas(self.n_stages, p.shape[0], alpha_max, alpha_min)
+            if self.variant == "r":  # gamma_l = N^2 c_R / (8 pi^2 alpha_l^2), xi = k / N
+                self.gammas = [p.shape[0] ** 2 * c_r / (8 * math.pi ** 2 * a * a) for a in alphas]
+            else:  # gamma_l = c_F / (2 alpha_l^2)
+                self.gammas = [c_f / (2 * a * a) for a in alphas]
+        if self.variant == "r":
+            # |xi|^2 with xi = k / N per axis (cycles per pixel)
+            grids = [torch.fft.fftfreq(n, device=p.device, dtype=p.rdtype) for n in p.shape]
+            self._q2 = sum(g * g for g in torch.meshgrid(*grids, indexing="ij"))
+        else:
+            self._r2 = radius_sq(p.shape, p.device, p.rdtype)
+        self._filters: dict[int, torch.Tensor] = {}
+        self._rf = float("nan")
+        self._stage = 0
+
+    # ----------------------------------------------------------------- filters
+    def filter(self, l: int) -> torch.Tensor | None:
+        """Multiplier of stage ``l``: on ``F y`` (GPS-R) or on ``y`` (GPS-F); None if no smoothing."""
+        if self.smoothing == "none":
+            return None
+        if l not in self._filters:
+            sg = self.s * self.gammas[l]
+            p = self.problem
+            if self.variant == "r":
+                if self.smoothing == "gaussian":  # W = exp(-4 pi^2 s gamma |xi|^2), eq. (2.20)
+                    w = torch.exp(-4 * math.pi ** 2 * sg * self._q2)
+                else:  # exact prox of the periodic Laplacian: 1/(1 + s gamma lambda(xi))
+                    w = laplacian_smoothing_divisor(p.shape, sg, device=p.device, dtype=p.rdtype)
+            else:
+                if self.smoothing == "gaussian":  # W = exp(-s gamma r^2), eq. (2.27)
+                    w = torch.exp(-sg * self._r2)
+                else:  # exact: 1/(1 + s gamma r^2), eq. (2.26)
+                    w = 1.0 / (1.0 + sg * self._r2)
+            self._filters = {l: w}
+        return self._filters[l]
+
+    # ----------------------------------------------------------------- state
+    @classmethod
+    def random_start(cls, problem, rng):
+        phase = torch.from_numpy(rng.uniform(0, 2 * np.pi, size=problem.shape)).to(problem.device, problem.rdtype)
+        z = torch.polar(problem.amp * problem.measured, phase)
+        return problem.ifft(z)
+
+    def initialize(self, x0):
+        p = self.problem
+        z = p.fft(x0.to(p.cdtype))
+        fourier_project(z, p.amp, p.measured)
+        self.z = z.contiguous()
+        self.y = torch.zeros_like(self.z)
+        self.Fy = torch.zeros_like(self.z)
+        self.u_old = p.ifft(self.z)
+        est = p.constrain(self.u_old)
+        self.rf = float("inf")
+        self.best = {"rf": float("inf"), "z": self.z.clone(), "y": self.y.clone(), "Fy": self.Fy.clone(),
+                     "u": self.u_old.clone(), "est": est}
+        self.stage_best = dict(self.best)
+
+    def _restart_from(self, b):
+        self.z, self.y, self.Fy, self.u_old = b["z"].clone(), b["y"].clone(), b["Fy"].clone(), b["u"].clone()
+
+    def step(self, k):
+        p = self.problem
+        l = int(np.searchsorted(self.bounds, k, side="right") - 1)
+        if k > 0 and k == self.bounds[l]:  # new stage: restart from the best pair (G: y0=y_best, z0=z_best)
+            self._restart_from(self.best if self.restart == "global" else self.stage_best)
+            self.stage_best = {"rf": float("inf")}
+        self._stage, self._k = l, k
+        sigma = float(self.sigmas[k])
+        eps = sigma / (sigma + self.t)
+        # G1-G2: primal prox step in Fourier space
+        w = self.z - self.t * self.Fy if self.t != 1.0 else self.z - self.Fy
+        z_new = w.clone()
+        fourier_project(z_new, p.amp, p.measured)
+        if eps > 0:
+            z_new.mul_(1.0 - eps).add_(w, alpha=eps)
+        u_new = p.ifft(z_new)
+        # G3: dual ascent with extrapolation, projection onto S*
+        v = self.y + self.s * (2.0 * u_new - self.u_old)
+        y_half = v - p.constrain(v)
+        # G4: smoothing
+        W = self.filter(l)
+        if W is None:
+            y, Fy = y_half, p.fft(y_half)
+        elif self.variant == "r":
+            Fy = p.fft(y_half) * W
+            y = p.ifft(Fy)
+            if self.literal_re:
+                y = y.real.to(y.dtype)
+                Fy = p.fft(y)
+        else:
+            y = y_half * W
+            if self.literal_re:
+                y = y.real.to(y.dtype)
+            Fy = p.fft(y)
+        self.z, self.y, self.Fy, self.u_old = z_new, y, Fy, u_new
+        # G5: R-factor of the support-projected iterate, best tracking
+        est = p.constrain(u_new)
+        self.rf = p.rfactor(est)
+        if self.rf < self.best["rf"]:
+            self.best = {"rf": self.rf, "z": z_new.clone(), "y": y.clone(), "Fy": Fy.clone(),
+                         "u": u_new.clone(), "est": est}
+        if self.rf < self.stage_best.get("rf", float("inf")):
+            self.stage_best = self.best if self.best["rf"] == self.rf else {
+                "rf": self.rf, "z": z_new.clone(), "y": y.clone(), "Fy": Fy.clone(), "u": u_new.clone(),
+                "est": est}
+
+    def metrics(self):
+        return {"R_F": self.rf, "sigma": float(self.sigmas[min(self._k_last(), self.n_iter - 1)]),
+                "gamma": self.gammas[self._stage]}
+
+    def _k_last(self):
+        return getattr(self, "_k", 0)
+
+    def estimate(self):
+        return self.best["est"]
+
+    def final(self):
+        if self.output == "unmasked":
+            u = self.best["u"]
+            return torch.complex(u.real.clamp_min(0), torch.zeros_like(u.real))
+        return self.best["est"]
+
+    def iterate(self):
+        return self.best["u"]
+
+
+class GPSR(GPS):
+    """GPS-R: real-space smoothing of the dual variable (thesis Algorithm 1, §2.3.1)."""
+
+    name = "gps-r"
+    variant = "r"
+
+
+class GPSF(GPS):
+    """GPS-F: Fourier-space smoothing, i.e. a real-space Gaussian weight on ``y`` (Algorithm 2)."""
+
+    name = "gps-f"
+    variant = "f"

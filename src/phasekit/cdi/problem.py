@@ -1,0 +1,171 @@
+"""The CDI problem: measured amplitudes, detector mask, support and object constraints, as tensors
+on one device in the work layout (see :mod:`phasekit.core.fft`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..core.device import complex_dtype, real_dtype, resolve_device, to_numpy
+from ..core.errors import InputError
+from ..core.fft import fftw, from_work, ifftw, to_work
+
+
+def _check_array(name, a, *, ndim=None):
+    arr = to_numpy(a)
+    if arr.size == 0:
+        raise InputError(f"{name} is empty")
+    if ndim is not None and arr.ndim not in ndim:
+        raise InputError(f"{name} must be {' or '.join(f'{n}-D' for n in ndim)}, got shape {arr.shape}")
+    return arr
+
+
+@dataclass
+class CDIProblem:
+    """A single-pattern CDI problem.
+
+    Build it with :meth:`from_arrays`.  All tensors are in the work layout on ``device``.
+
+    Attributes
+    ----------
+    amp : real tensor
+        Measured amplitudes ``b = sqrt(I)``; zero on unmeasured pixels.
+    measured : bool tensor
+        True on measured pixels.
+    support : bool tensor
+        Object support (may be changed by shrink-wrap).
+    real, positive : bool
+        Object constraints (realness; ``Re >= 0``).
+    """
+
+    amp: torch.Tensor
+    measured: torch.Tensor
+    support: torch.Tensor
+    real: bool = False
+    positive: bool = False
+    shape: tuple = ()
+    device: torch.device = torch.device("cpu")
+    precision: str = "single"
+    amp_sum: float = 0.0
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_arrays(cls, intensity, support=None, mask=None, *, real: bool = False,
+                    positive: bool = False, device=None, precision: str = "single",
+                    clip_negative: bool = False, support_threshold: float = 0.04):
+        """Validate centred NumPy (or torch) arrays and build the problem.
+
+        Parameters
+        ----------
+        intensity : array (2-D or 3-D)
+            Measured intensities, zero frequency at ``N // 2``.  Must be finite and, on measured
+            pixels, non-negative (unless ``clip_negative``).
+        support : bool array, optional
+            Object support, centred.  If omitted, the thresholded autocorrelation is used
+            (:func:`phasekit.cdi.shrinkwrap.autocorrelation_support`).
+        mask : bool array, optional
+            True = measured.  Omitted means every pixel is measured.
+        real, positive : bool
+            Constrain the object to be real / to have a non-negative real part.
+        """
+        I = _check_array("intensity", intensity, ndim=(2, 3))
+        if not np.issubdtype(I.dtype, np.number) or np.iscomplexobj(I):
+            raise InputError(f"intensity must be real numbers, got dtype {I.dtype}")
+        if mask is None:
+            m = np.ones(I.shape, bool)
+        else:
+            m = _check_array("mask", mask)
+            if m.shape != I.shape:
+                raise InputError(f"mask shape {m.shape} != intensity shape {I.shape}")
+            m = m.astype(bool)
+        if not m.any():
+            raise InputError("mask marks no pixel as measured")
+        bad = ~np.isfinite(I) & m
+        if bad.any():
+            raise InputError(f"intensity has {int(bad.sum())} NaN/Inf values on measured pixels "
+                             "(mark them unmeasured in the mask)")
+        I = np.where(m, I, 0.0)
+        neg = (I < 0) & m
+        if neg.any():
+            if not clip_negative:
+                raise InputError(f"intensity has {int(neg.sum())} negative values (min {I[neg].min():.3g}); "
+                                 "pass clip_negative=True for background-subtracted data")
+            I = np.clip(I, 0, None)
+        if not (I[m] > 0).any():
+            raise InputError("intensity is zero on every measured pixel")
+        if support is None:
+            from .shrinkwrap import autocorrelation_support
+            s = autocorrelation_support(I, m, threshold=support_threshold)
+        else:
+            s = _check_array("support", support)
+            if s.shape != I.shape:
+                raise InputError(f"support shape {s.shape} != intensity shape {I.shape}")
+            if not np.all(np.isfinite(s.astype(float))):
+                raise InputError("support contains NaN")
+            s = s.astype(bool)
+        if not s.any():
+            raise InputError("support is empty")
+        dev = resolve_device(device)
+        rdt = real_dtype(precision)
+        amp = to_work(torch.from_numpy(np.sqrt(I)).to(dev, rdt)).contiguous()
+        meas = to_work(torch.from_numpy(m).to(dev)).contiguous()
+        sup = to_work(torch.from_numpy(s).to(dev)).contiguous()
+        return cls(amp=amp, measured=meas, support=sup, real=bool(real), positive=bool(positive),
+                   shape=tuple(I.shape), device=dev, precision=precision,
+                   amp_sum=float(amp[meas].sum()))
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def cdtype(self):
+        return complex_dtype(self.precision)
+
+    @property
+    def rdtype(self):
+        return real_dtype(self.precision)
+
+    def fft(self, x):
+        return fftw(x, self.ndim)
+
+    def ifft(self, z):
+        return ifftw(z, self.ndim)
+
+    def to_centred(self, x) -> np.ndarray:
+        """Work-layout tensor -> centred NumPy array."""
+        return to_numpy(from_work(x, self.ndim))
+
+    def from_centred(self, a, dtype=None) -> torch.Tensor:
+        """Centred array -> work-layout tensor on the problem's device."""
+        t = torch.as_tensor(np.asarray(a)) if not isinstance(a, torch.Tensor) else a
+        return to_work(t.to(self.device, dtype or self.cdtype), self.ndim).contiguous()
+
+    def rfactor_fourier(self, z) -> float:
+        """R-factor of a Fourier-space field against the data over measured pixels
+        (thesis eq. (2.21) with the absolute value restored)."""
+        d = (z.abs() - self.amp).abs()
+        return float((d * self.measured).sum()) / self.amp_sum
+
+    def rfactor(self, x) -> float:
+        """R-factor of a real-space (work-layout) image."""
+        return self.rfactor_fourier(self.fft(x))
+
+    def constrain(self, x):
+        """``P_C x``: support, and realness / positivity if the problem asks for them."""
+        from ..operators.projections import apply_constraints
+        return apply_constraints(x, self.support, real=self.real, positive=self.positive)
+
+    def random_start(self, rng) -> torch.Tensor:
+        """Random start (work layout): measured amplitudes with uniform random phases in
+        ``[0, 2 pi)`` transformed back to real space and constrained (thesis Alg. 1 init; on
+        unmeasured pixels the amplitude is the mean measured amplitude)."""
+        g = rng
+        phase = g.uniform(0, 2 * np.pi, size=self.shape)
+        fill = float(self.amp[self.measured].mean())
+        a = torch.where(self.measured, self.amp, torch.full_like(self.amp, fill))
+        ph = torch.from_numpy(phase).to(self.device, self.rdtype)
+        z = torch.polar(a, ph)
+        return self.constrain(self.ifft(z)).contiguous()

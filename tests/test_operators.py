@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+import torch
+
+from phasekit.operators import FarField, SupportMask, apply_constraints, dot_test, modulus_projection, proj_dual
+from phasekit.cdi import kernels
+from phasekit.learn.smoothing import laplacian_smooth, laplacian_smoothing_divisor
+
+
+@pytest.mark.parametrize("work", [False, True])
+@pytest.mark.parametrize("shape,dtype,tol", [((16, 16), torch.complex64, 1e-5), ((9, 12), torch.complex128, 1e-12),
+                                             ((6, 7, 8), torch.complex128, 1e-12), ((3, 8, 8), torch.complex64, 1e-5)])
+def test_farfield_adjoint(shape, dtype, tol, work):
+    op = FarField(shape, ndim=2 if len(shape) == 3 and shape[0] == 3 else None, dtype=dtype, work=work)
+    assert dot_test(op, rng=0) < tol
+    assert dot_test(op.H, rng=1) < tol
+
+
+def test_support_mask_adjoint_and_idempotent():
+    s = torch.rand(10, 10) > 0.5
+    op = SupportMask(s, dtype=torch.complex128)
+    assert dot_test(op, rng=0) < 1e-12
+    x = torch.randn(10, 10, dtype=torch.complex128)
+    assert torch.equal(op(op(x)), op(x))
+
+
+def _rand(shape, seed=0, dtype=torch.complex64):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, dtype=dtype, generator=g)
+
+
+def test_modulus_projection_idempotent_and_keeps_unmeasured():
+    z = _rand((32, 32))
+    amp = torch.rand(32, 32)
+    meas = torch.rand(32, 32) > 0.2
+    p = modulus_projection(z, amp, meas)
+    assert torch.allclose(p.abs()[meas], amp[meas], atol=1e-5)
+    assert torch.equal(p[~meas], z[~meas])
+    assert torch.allclose(modulus_projection(p, amp, meas), p, atol=1e-5)
+    # phase kept
+    ph = torch.angle(p[meas]) - torch.angle(z[meas])
+    assert torch.allclose(torch.cos(ph), torch.ones_like(ph), atol=1e-4)
+    # arg(0) := 0 (phase factor 1)
+    z0 = torch.zeros(2, 2, dtype=torch.complex64)
+    assert torch.allclose(modulus_projection(z0, torch.ones(2, 2)), torch.ones(2, 2, dtype=torch.complex64))
+
+
+@pytest.mark.parametrize("real,positive", [(False, False), (True, False), (True, True), (False, True)])
+def test_constraint_projection_idempotent_and_dual_orthogonal(real, positive):
+    x = _rand((16, 16), 3, torch.complex128)
+    s = torch.rand(16, 16, generator=torch.Generator().manual_seed(1)) > 0.5
+    p = apply_constraints(x, s, real=real, positive=positive)
+    assert torch.allclose(apply_constraints(p, s, real=real, positive=positive), p)
+    assert torch.all(p[~s] == 0)
+    if real:
+        assert torch.all(p.imag == 0)
+    if positive:
+        assert torch.all(p.real >= 0)
+    # Moreau: x = P_C x + proj_{S*} x with Re<P_C x, proj_{S*} x> = 0 (C a cone)
+    d = proj_dual(x, s, real=real, positive=positive)
+    assert torch.allclose(p + d, x)
+    assert abs(float(torch.vdot(p.reshape(-1), d.reshape(-1)).real)) < 1e-10
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba not installed")
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+def test_fused_fourier_projection_matches_reference(dtype):
+    z = _rand((40, 40), 5, dtype)
+    amp = torch.rand(40, 40, dtype=torch.float32 if dtype == torch.complex64 else torch.float64)
+    meas = torch.rand(40, 40) > 0.1
+    z1, z2 = z.clone(), z.clone()
+    n1 = kernels.fourier_project(z1, amp, meas, fused=True)
+    n2 = kernels.fourier_project(z2, amp, meas, fused=False)
+    tol = 1e-5 if dtype == torch.complex64 else 1e-12
+    assert torch.allclose(z1, z2, atol=tol)
+    assert np.isclose(n1, n2, rtol=1e-4)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba not installed")
+@pytest.mark.parametrize("mode", [kernels.ER, kernels.HIO, kernels.RAAR])
+@pytest.mark.parametrize("real,positive", [(False, False), (True, True), (False, True)])
+def test_fused_realspace_update_matches_reference(mode, real, positive):
+    x = _rand((24, 24), 7)
+    y = _rand((24, 24), 8)
+    s = torch.rand(24, 24, generator=torch.Generator().manual_seed(2)) > 0.4
+    x1, x2 = x.clone(), x.clone()
+    kernels.realspace_update(x1, y, s, mode, 0.8, real=real, positive=positive, fused=True)
+    kernels.realspace_update(x2, y, s, mode, 0.8, real=real, positive=positive, fused=False)
+    assert torch.allclose(x1, x2, atol=1e-6)
+
+
+def test_laplacian_smoothing_divisor_mean_and_formula():
+    m = 16
+    d = laplacian_smoothing_divisor((m,), 2.0, dtype=torch.float64)
+    k = np.arange(m)
+    assert np.allclose(d.numpy(), 1 / (1 + 4 * 2.0 * np.sin(np.pi * k / m) ** 2))
+    x = torch.randn(8, 8, dtype=torch.float64)
+    y = laplacian_smooth(x, 1.5)
+    assert torch.isclose(y.mean(), x.mean())
+    assert y.dtype == x.dtype
+    # (I - sigma L) y = x with the periodic 5-point Laplacian
+    L = lambda u: (torch.roll(u, 1, 0) + torch.roll(u, -1, 0) + torch.roll(u, 1, 1) + torch.roll(u, -1, 1) - 4 * u)
+    assert torch.allclose(y - 1.5 * L(y), x, atol=1e-10)
