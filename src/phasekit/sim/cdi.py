@@ -125,13 +125,7 @@ def _check_int(value, name: str, minimum: int = 0) -> int:
 def _check_float(value, name: str, *, positive: bool = False, allow_none: bool = False):
     if value is None and allow_none:
         return None
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(v) or v < 0 or (positive and v == 0):
-        raise ConfigError(f"{name} must be finite and {'> 0' if positive else '>= 0'}, got {value!r}")
-    return v
+    return _noise._check_scalar(value, name, positive=positive)
 
 
 def simulate_cdi(
