@@ -5,8 +5,7 @@ Why: on the CPU, torch's complex elementwise operations are slow (``abs``/``sgn`
 complex64 array cost about half an FFT pair, and every extra temporary costs a pass over memory),
 so an iteration written naively costs 2-3x its FFTs.  Each kernel here does one pass over memory:
 
-* :func:`fourier_project` -- modulus projection on measured pixels (unmeasured pixels free),
-  returning the R-factor numerator of the incoming field;
+* :func:`fourier_project` -- modulus projection on measured pixels (unmeasured pixels free);
 * :func:`realspace_update` -- ER / HIO / RAAR real-space step with support, realness and
   positivity (one definition of each rule; see :mod:`phasekit.cdi.algorithms`).
 
@@ -25,64 +24,90 @@ from ..operators.projections import apply_constraints, modulus_projection_
 ER, HIO, RAAR = 0, 1, 2
 _MODES = {"er": ER, "hio": HIO, "raar": RAAR}
 
+def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
+    """Compile the fused kernels.  They are written branch-free (selects, no reductions) so that
+    LLVM vectorises them: ~10 us for a 256^2 complex64 modulus projection on one core."""
+    rng = numba.prange if parallel else range
+    jit = numba.njit(fastmath=True, cache=True, parallel=parallel)
+
+    @jit
+    def fourier_project(z, amp, meas):
+        zf = z.ravel()
+        af = amp.ravel()
+        mf = meas.ravel()
+        for i in rng(zf.size):
+            v = zf[i]
+            re = v.real
+            im = v.imag
+            a2 = re * re + im * im
+            b = af[i]
+            pos = a2 > 0
+            f = b / np.sqrt(a2) if pos else b
+            re2 = re * f if pos else b          # phase of 0 taken as 1
+            im2 = im * f if pos else im * 0
+            ok = mf[i]
+            zf[i] = complex(re2 if ok else re, im2 if ok else im)
+
+    @jit
+    def er_update(x, y, supp, real, positive):
+        xf = x.ravel()
+        yf = y.ravel()
+        sf = supp.ravel()
+        for i in rng(xf.size):
+            v = yf[i]
+            r = v.real
+            im = v.imag * 0 if real else v.imag
+            r = max(r, r * 0) if positive else r
+            s = sf[i]
+            xf[i] = complex(r if s else r * 0, im if s else im * 0)
+
+    @jit
+    def hio_update(x, y, supp, beta, real, positive):
+        xf = x.ravel()
+        yf = y.ravel()
+        sf = supp.ravel()
+        for i in rng(xf.size):
+            v = yf[i]
+            yr = v.real
+            yi = v.imag * 0 if real else v.imag
+            u = xf[i]
+            g = sf[i] and ((not positive) or yr >= 0)
+            xf[i] = complex(yr if g else u.real - beta * yr, yi if g else u.imag - beta * yi)
+
+    @jit
+    def raar_update(x, y, supp, beta, real, positive):
+        xf = x.ravel()
+        yf = y.ravel()
+        sf = supp.ravel()
+        c = 1.0 - 2.0 * beta
+        for i in rng(xf.size):
+            v = yf[i]
+            yr = v.real
+            yi = v.imag * 0 if real else v.imag
+            u = xf[i]
+            g = sf[i] and ((not positive) or (2 * yr - u.real) >= 0)
+            xf[i] = complex(yr if g else beta * u.real + c * yr, yi if g else beta * u.imag + c * yi)
+
+    return fourier_project, er_update, hio_update, raar_update
+
+
 try:  # numba is optional at run time: fall back to the torch reference
     if os.environ.get("PHASEKIT_NO_NUMBA"):
         raise ImportError
     import numba
 
-    @numba.njit(fastmath=False, cache=True, parallel=True)
-    def _nb_fourier_project(z, amp, meas):  # pragma: no cover - compiled
-        zf = z.ravel()
-        af = amp.ravel()
-        mf = meas.ravel()
-        num = 0.0
-        for i in numba.prange(zf.size):
-            if mf[i]:
-                v = zf[i]
-                a2 = v.real * v.real + v.imag * v.imag
-                b = af[i]
-                if a2 > 0:
-                    m = np.sqrt(a2)
-                    num += abs(m - b)
-                    f = b / m
-                    zf[i] = v * f
-                else:
-                    num += b
-                    zf[i] = b
-        return num
-
-    @numba.njit(fastmath=False, cache=True, parallel=True)
-    def _nb_realspace_update(x, y, supp, mode, beta, real, positive):  # pragma: no cover
-        xf = x.ravel()
-        yf = y.ravel()
-        sf = supp.ravel()
-        for i in numba.prange(xf.size):
-            yv = yf[i]
-            if real:
-                yv = complex(yv.real, 0.0)
-            xv = xf[i]
-            if mode == 0:  # ER: x = P_C(y)
-                if sf[i]:
-                    r = yv.real
-                    if positive and r < 0:
-                        r = 0.0
-                    xf[i] = complex(r, yv.imag)
-                else:
-                    xf[i] = 0
-            elif mode == 1:  # HIO
-                if sf[i] and ((not positive) or yv.real >= 0):
-                    xf[i] = yv
-                else:
-                    xf[i] = xv - beta * yv
-            else:  # RAAR
-                if sf[i] and ((not positive) or (2.0 * yv.real - xv.real) >= 0):
-                    xf[i] = yv
-                else:
-                    xf[i] = beta * xv + (1.0 - 2.0 * beta) * yv
-
+    _SERIAL = _build_numba_kernels(False)
+    _PARALLEL = _build_numba_kernels(True)
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - exercised only without numba
     HAVE_NUMBA = False
+
+#: arrays with at least this many elements use the multi-threaded kernels
+PARALLEL_THRESHOLD = 1 << 18
+
+
+def _k(n: int):
+    return _PARALLEL if n >= PARALLEL_THRESHOLD else _SERIAL
 
 
 def _fused_ok(*ts: torch.Tensor) -> bool:
@@ -91,13 +116,15 @@ def _fused_ok(*ts: torch.Tensor) -> bool:
 
 
 def fourier_project(z: torch.Tensor, amp: torch.Tensor, measured: torch.Tensor, *,
-                    fused: bool | None = None) -> float:
-    """In place ``z <- P~_m z``; returns ``sum_measured | |z| - b |`` of the incoming ``z``."""
+                    fused: bool | None = None) -> None:
+    """In place ``z <- P~_m z``: modulus ``amp`` on measured pixels, phase kept (phase 1 where
+    ``z = 0``), unmeasured pixels unchanged."""
     if fused is None:
         fused = _fused_ok(z, amp, measured)
     if fused:
-        return float(_nb_fourier_project(z.numpy(), amp.numpy(), measured.numpy()))
-    return modulus_projection_(z, amp, measured)
+        _k(z.numel())[0](z.numpy(), amp.numpy(), measured.numpy())
+    else:
+        modulus_projection_(z, amp, measured)
 
 
 def realspace_update_reference(x: torch.Tensor, y: torch.Tensor, support: torch.Tensor, mode: int,
@@ -133,7 +160,15 @@ def realspace_update(x: torch.Tensor, y: torch.Tensor, support: torch.Tensor, mo
     if fused is None:
         fused = _fused_ok(x, y, support)
     if fused:
-        _nb_realspace_update(x.numpy(), y.numpy(), support.numpy(), int(mode), float(beta),
-                             bool(real), bool(positive))
+        ks = _k(x.numel())
+        xn, yn, sn = x.numpy(), y.numpy(), support.numpy()
+        if mode == ER:
+            ks[1](xn, yn, sn, bool(real), bool(positive))
+        elif mode == HIO:
+            ks[2](xn, yn, sn, float(beta), bool(real), bool(positive))
+        elif mode == RAAR:
+            ks[3](xn, yn, sn, float(beta), bool(real), bool(positive))
+        else:
+            raise ValueError(f"unknown mode {mode}")
     else:
         realspace_update_reference(x, y, support, mode, beta, real, positive)
