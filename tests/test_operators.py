@@ -109,3 +109,15 @@ def test_laplacian_smoothing_divisor_mean_and_formula():
     # (I - sigma L) y = x with the periodic 5-point Laplacian
     L = lambda u: (torch.roll(u, 1, 0) + torch.roll(u, -1, 0) + torch.roll(u, 1, 1) + torch.roll(u, -1, 1) - 4 * u)
     assert torch.allclose(y - 1.5 * L(y), x, atol=1e-10)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba not installed")
+@pytest.mark.parametrize("real,positive", [(False, False), (True, True), (False, True)])
+def test_fused_constrain_and_rfactor_match_reference(real, positive, kernel_flavour):
+    x = _rand((30, 30), 11)
+    s = torch.rand(30, 30, generator=torch.Generator().manual_seed(4)) > 0.5
+    assert torch.allclose(kernels.constrain(x, s, real=real, positive=positive),
+                          apply_constraints(x, s, real=real, positive=positive))
+    amp = torch.rand(30, 30)
+    ref = float(((x.abs() - amp).abs() * s).sum())
+    assert np.isclose(kernels.rfactor_numerator(x, amp, s), ref, rtol=1e-5)

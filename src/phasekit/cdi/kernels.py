@@ -88,7 +88,19 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
             g = sf[i] and ((not positive) or (2 * yr - u.real) >= 0)
             xf[i] = complex(yr if g else beta * u.real + c * yr, yi if g else beta * u.imag + c * yi)
 
-    return fourier_project, er_update, hio_update, raar_update
+    @numba.njit(fastmath=True, cache=True, parallel=parallel)
+    def rfactor_numerator(z, amp, meas):
+        zf = z.ravel()
+        af = amp.ravel()
+        mf = meas.ravel()
+        acc = 0.0  # float64 accumulator
+        for i in rng(zf.size):
+            v = zf[i]
+            d = abs(np.sqrt(v.real * v.real + v.imag * v.imag) - af[i])
+            acc += d if mf[i] else d * 0
+        return acc
+
+    return fourier_project, er_update, hio_update, raar_update, rfactor_numerator
 
 
 try:  # numba is optional at run time: fall back to the torch reference
@@ -125,6 +137,23 @@ def fourier_project(z: torch.Tensor, amp: torch.Tensor, measured: torch.Tensor, 
         _k(z.numel())[0](z.numpy(), amp.numpy(), measured.numpy())
     else:
         modulus_projection_(z, amp, measured)
+
+
+def rfactor_numerator(z: torch.Tensor, amp: torch.Tensor, measured: torch.Tensor) -> float:
+    """``sum_measured | |z| - b |`` (the numerator of the R-factor, thesis eq. (2.21))."""
+    if _fused_ok(z, amp, measured):
+        return float(_k(z.numel())[4](z.numpy(), amp.numpy(), measured.numpy()))
+    return float(((z.abs() - amp).abs() * measured).sum(dtype=torch.float64))
+
+
+def constrain(x: torch.Tensor, support: torch.Tensor, *, real: bool = False, positive: bool = False
+              ) -> torch.Tensor:
+    """``P_C x`` into a new tensor (the ER rule applied to a fresh buffer)."""
+    if _fused_ok(x, support) and x.is_complex():
+        out = torch.empty_like(x)
+        _k(x.numel())[1](out.numpy(), x.numpy(), support.numpy(), bool(real), bool(positive))
+        return out
+    return apply_constraints(x, support, real=real, positive=positive)
 
 
 def realspace_update_reference(x: torch.Tensor, y: torch.Tensor, support: torch.Tensor, mode: int,
