@@ -182,6 +182,10 @@ def test_checkpoint_resume_gives_same_result(small_cdi, tmp_path):
     assert np.allclose(resumed.rfactors, full.rfactors, rtol=1e-5)
     with pytest.raises(ConfigError, match="different run"):
         reconstruct(I, sup, resume=ck, schedule="HIO:41,ER:20", starts=2, rng=3, progress=False)
+    with pytest.raises(ConfigError, match="different run"):  # another seed: not the same run
+        reconstruct(I, sup, resume=ck, **{**kw, "rng": 4})
+    with pytest.raises(ConfigError, match="different run"):  # other parameters: not the same run
+        reconstruct(I, sup, resume=ck, **kw, beta=0.7)
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"garbage")
     with pytest.raises(FileFormatError):
@@ -250,3 +254,24 @@ def test_cuda_matches_cpu(small_cdi):
     a = reconstruct(I, sup, schedule="HIO:50,ER:10", rng=0, progress=False, precision="double")
     b = reconstruct(I, sup, schedule="HIO:50,ER:10", rng=0, progress=False, precision="double", device="cuda")
     assert np.allclose(a.image, b.image, atol=1e-8)
+
+
+def test_result_saves_mask_every_history_and_real_images(small_cdi, tmp_path):
+    from phasekit.io import read_result
+
+    obj, sup, I = small_cdi
+    mask = np.ones(I.shape, bool)
+    mask[30:34, 30:34] = False
+    res = reconstruct(I, sup, mask=mask, algorithm="er", n_iter=15, starts=3, rng=1, real=True,
+                      progress=False)
+    assert not np.iscomplexobj(res.image) and all(not np.iscomplexobj(im) for im in res.images)
+    assert np.array_equal(res.mask, mask)
+    assert res.timings["per_iteration_total_s"] >= res.timings["per_iteration_s"] > 0
+    out = tmp_path / "r.cxi"
+    res.save(out)
+    back = read_result(out)
+    assert len(back["histories"]) == 3
+    for h_saved, h in zip(back["histories"], res.histories):
+        assert np.allclose(h_saved["R_F"], h["R_F"])
+    assert np.array_equal(back["mask"], mask)
+    assert np.allclose(back["images"][0], res.image)

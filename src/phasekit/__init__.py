@@ -7,6 +7,15 @@ Heavy optional modules (h5py, matplotlib) are imported lazily by the sub-modules
 """
 from __future__ import annotations
 
+import os as _os
+
+# torch and numba each bring an OpenMP runtime; with the default (active) wait policy the idle
+# threads of one spin while the other computes, which on a machine with few cores makes the
+# iterations erratically slower (10-100x measured here).  Passive waiting removes that.  It only
+# takes effect if phasekit is imported before torch; a value already in the environment wins.
+# (docs/conventions.md, "Threads")
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__"]

@@ -210,11 +210,14 @@ class ReconResult:
     message : str
     timings : dict
         Wall times in seconds (``setup_s``, ``iterate_s``, ``metrics_s``, ``total_s``,
-        ``per_iteration_s``).
+        ``per_iteration_s`` = ``iterate_s`` per iteration, the algorithm alone, and
+        ``per_iteration_total_s`` = (``iterate_s`` + ``metrics_s``) per iteration).
     config : dict
         The parameters that produced the result (a saved call).
     provenance : dict
         Software versions, device, host, date, seed.
+    mask : ndarray or None
+        Detector mask of the data (True = measured), saved with the result.
     """
 
     image: np.ndarray
@@ -231,6 +234,7 @@ class ReconResult:
     provenance: dict = field(default_factory=dict)
     probe: np.ndarray | None = None
     extras: dict = field(default_factory=dict)
+    mask: np.ndarray | None = None
 
     @property
     def rfactor(self) -> float:
@@ -242,8 +246,9 @@ class ReconResult:
         from .io.cxi import write_result
 
         write_result(path, images=self.images or [self.image], support=self.support,
-                     history=self.history, config=self.config, provenance=self.provenance,
-                     timings=self.timings, rfactors=self.rfactors, extra_images=self.extras or None)
+                     history=self.histories or self.history, config=self.config, provenance=self.provenance,
+                     timings=self.timings, rfactors=self.rfactors, extra_images=self.extras or None,
+                     mask=self.mask)
 
     def __repr__(self) -> str:  # short, useful in notebooks
         return (f"ReconResult(image={self.image.shape} {self.image.dtype}, starts={len(self.images)}, "
@@ -369,8 +374,11 @@ def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
         raise ConfigError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     specs = [get_algorithm(s.algorithm) for s in stages]
     n_total = sum(s.n_iter for s in stages)
-    signature = {"stages": [(s.algorithm, s.n_iter) for s in stages], "starts": starts,
-                 "shape": list(problem.shape)}
+    # what must match for a checkpoint to be resumed: the chain with its parameters, the starts,
+    # the data shape and the seed (a different seed would silently mix two runs)
+    signature = {"stages": [(s.algorithm, s.n_iter, dict(s.params)) for s in stages],
+                 "starts": starts, "shape": list(problem.shape),
+                 "seed": rng if isinstance(rng, (int, type(None))) else None}
 
     t_setup = time.perf_counter()
     initial_support = problem.support.clone()
@@ -483,7 +491,10 @@ def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
                 if best["rf"] < cand_rf:
                     img = best["img"]
             rf_final = problem.rfactor(img)
-            finished.append({"image": problem.to_centred(img), "rfactor": float(rf_final),
+            img_c = problem.to_centred(img)
+            if getattr(problem, "real", False) and np.iscomplexobj(img_c):
+                img_c = np.ascontiguousarray(img_c.real)  # a real-constrained object is real
+            finished.append({"image": img_c, "rfactor": float(rf_final),
                              "support": problem.to_centred(problem.support), "history": history,
                              "n_iter": it})
             if checkpoint is not None:
@@ -499,6 +510,7 @@ def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
     timings["total_s"] = total + setup_s
     n_done = sum(f["n_iter"] for f in finished)
     timings["per_iteration_s"] = timings["iterate_s"] / max(n_done, 1)
+    timings["per_iteration_total_s"] = (timings["iterate_s"] + timings["metrics_s"]) / max(n_done, 1)
     order = sorted(range(len(finished)), key=lambda i: (not np.isfinite(finished[i]["rfactor"]),
                                                          finished[i]["rfactor"]))
     fin = [finished[i] for i in order]

@@ -129,9 +129,11 @@ def reconstruct(data, support=None, *, algorithm: str = "hio", n_iter: int | Non
         "keep_best": keep_best, "precision": problem.precision, "device": str(problem.device),
         "shrinkwrap": sw.to_dict() if sw is not None else None, "shape": list(problem.shape),
     }
-    return run(problem, stages, starts=starts, rng=rng, x0=x0, callback=callback, progress=progress,
-               metric_every=metric_every, keep_best=keep_best, shrinkwrap=sw, checkpoint=checkpoint,
-               checkpoint_every=checkpoint_every, resume=resume, config=config)
+    result = run(problem, stages, starts=starts, rng=rng, x0=x0, callback=callback, progress=progress,
+                 metric_every=metric_every, keep_best=keep_best, shrinkwrap=sw, checkpoint=checkpoint,
+                 checkpoint_every=checkpoint_every, resume=resume, config=config)
+    result.mask = problem.to_centred(problem.measured).astype(bool)
+    return result
 
 
 def _make(name: str, doc: str):

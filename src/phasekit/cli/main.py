@@ -198,7 +198,7 @@ class PhasekitGroup(click.Group):
 
 
 def _stderr():
-    return click.get_text_stream("stderr")
+    return sys.stderr
 
 
 # --------------------------------------------------------------------------- the group
