@@ -121,3 +121,30 @@ def test_fused_constrain_and_rfactor_match_reference(real, positive, kernel_flav
     amp = torch.rand(30, 30)
     ref = float(((x.abs() - amp).abs() * s).sum())
     assert np.isclose(kernels.rfactor_numerator(x, amp, s), ref, rtol=1e-5)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba not installed")
+@pytest.mark.parametrize("real,positive", [(False, False), (True, True), (False, True)])
+@pytest.mark.parametrize("eps", [0.0, 0.3])
+def test_fused_gps_steps_match_reference(real, positive, eps, kernel_flavour):
+    g = torch.Generator().manual_seed(5)
+    shape = (24, 20)
+
+    def c():
+        return torch.randn(shape, generator=g, dtype=torch.complex64)
+
+    z, fy, y, un, uo = c(), c(), c(), c(), c()
+    z[0, 0] = 0.5 * fy[0, 0]  # w = 0 at a measured pixel (phase of 0 taken as 1)
+    amp = torch.rand(shape, generator=g)
+    meas = torch.rand(shape, generator=g) > 0.2
+    meas[0, 0] = True
+    supp = torch.rand(shape, generator=g) > 0.5
+    for t in (1.0, 0.5):
+        a = kernels.gps_primal(z, fy, amp, meas, t, eps, fused=True)
+        b = kernels.gps_primal(z, fy, amp, meas, t, eps, fused=False)
+        assert torch.allclose(a, b, atol=1e-5)
+    h1, e1 = kernels.gps_dual(y, un, uo, 0.9, supp, real=real, positive=positive, fused=True)
+    h2, e2 = kernels.gps_dual(y, un, uo, 0.9, supp, real=real, positive=positive, fused=False)
+    assert torch.allclose(h1, h2, atol=1e-5) and torch.allclose(e1, e2, atol=1e-6)
+    w = torch.rand(shape, generator=g)
+    assert torch.allclose(kernels.scale_(y.clone(), w, fused=True), y * w, atol=1e-6)

@@ -47,7 +47,7 @@ from ..learn.smoothing import laplacian_smoothing_divisor
 from ..run import Algorithm
 from .base import StrictConfig
 from .filters import freq_index_sq, oss_alphas, radius_sq
-from .kernels import fourier_project
+from .kernels import fourier_project, gps_dual, gps_primal, scale_
 
 
 class GPSConfig(StrictConfig):
@@ -167,7 +167,8 @@ class GPS(Algorithm):
         self.stage_best = dict(self.best)
 
     def _restart_from(self, b):
-        self.z, self.y, self.Fy, self.u_old = b["z"].clone(), b["y"].clone(), b["Fy"].clone(), b["u"].clone()
+        # tensors are never modified in place (see step), so references suffice
+        self.z, self.y, self.Fy, self.u_old = b["z"], b["y"], b["Fy"], b["u"]
 
     def step(self, k):
         p = self.problem
@@ -178,42 +179,37 @@ class GPS(Algorithm):
         self._stage, self._k = l, k
         sigma = float(self.sigmas[k])
         eps = sigma / (sigma + self.t)
-        # G1-G2: primal prox step in Fourier space
-        w = self.z - self.t * self.Fy if self.t != 1.0 else self.z - self.Fy
-        z_new = w.clone()
-        fourier_project(z_new, p.amp, p.measured)
-        if eps > 0:
-            z_new.mul_(1.0 - eps).add_(w, alpha=eps)
+        # G1-G2: primal prox step in Fourier space (one fused pass)
+        z_new = gps_primal(self.z, self.Fy, p.amp, p.measured, self.t, eps)
         u_new = p.ifft(z_new)
-        # G3: dual ascent with extrapolation, projection onto S*
-        v = self.y + self.s * (2.0 * u_new - self.u_old)
-        y_half = v - p.constrain(v)
+        # G3: dual ascent with extrapolation, projection onto S*; est = P_C u_new (one fused pass)
+        y_half, est = gps_dual(self.y, u_new, self.u_old, self.s, p.support, real=p.real,
+                               positive=p.positive)
         # G4: smoothing
         W = self.filter(l)
         if W is None:
             y, Fy = y_half, p.fft(y_half)
         elif self.variant == "r":
-            Fy = p.fft(y_half) * W
+            Fy = scale_(p.fft(y_half), W)
             y = p.ifft(Fy)
             if self.literal_re:
                 y = y.real.to(y.dtype)
                 Fy = p.fft(y)
         else:
-            y = y_half * W
+            y = scale_(y_half, W)
             if self.literal_re:
                 y = y.real.to(y.dtype)
             Fy = p.fft(y)
+        # every tensor below is fresh and never modified in place afterwards, so the best pair
+        # is kept by reference (no copies)
         self.z, self.y, self.Fy, self.u_old = z_new, y, Fy, u_new
         # G5: R-factor of the support-projected iterate, best tracking
-        est = p.constrain(u_new)
         self.rf = p.rfactor(est)
+        cur = {"rf": self.rf, "z": z_new, "y": y, "Fy": Fy, "u": u_new, "est": est}
         if self.rf < self.best["rf"]:
-            self.best = {"rf": self.rf, "z": z_new.clone(), "y": y.clone(), "Fy": Fy.clone(),
-                         "u": u_new.clone(), "est": est}
+            self.best = cur
         if self.rf < self.stage_best.get("rf", float("inf")):
-            self.stage_best = self.best if self.best["rf"] == self.rf else {
-                "rf": self.rf, "z": z_new.clone(), "y": y.clone(), "Fy": Fy.clone(), "u": u_new.clone(),
-                "est": est}
+            self.stage_best = cur
 
     def metrics(self):
         return {"R_F": self.rf, "sigma": float(self.sigmas[min(self._k_last(), self.n_iter - 1)]),

@@ -100,7 +100,59 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
             acc += d if mf[i] else d * 0
         return acc
 
-    return fourier_project, er_update, hio_update, raar_update, rfactor_numerator
+    @jit
+    def gps_primal(out, z, fy, amp, meas, t, eps):
+        # GPS G1-G2: w = z - t F y; out = (1 - eps) P~_m w + eps w on measured pixels, w elsewhere
+        of = out.ravel()
+        zf = z.ravel()
+        ff = fy.ravel()
+        af = amp.ravel()
+        mf = meas.ravel()
+        for i in rng(of.size):
+            wr = zf[i].real - t * ff[i].real
+            wi = zf[i].imag - t * ff[i].imag
+            a2 = wr * wr + wi * wi
+            b = af[i]
+            pos = a2 > 0
+            f = b / np.sqrt(a2) if pos else b
+            pr = wr * f if pos else b
+            pi = wi * f if pos else wi * 0
+            ok = mf[i]
+            c = 1.0 - eps
+            of[i] = complex(c * pr + eps * wr if ok else wr, c * pi + eps * wi if ok else wi)
+
+    @jit
+    def gps_dual(yhalf, est, y, u_new, u_old, s, supp, real, positive):
+        # GPS G3: v = y + s (2 u_new - u_old); yhalf = v - P_C v; est = P_C u_new
+        hf = yhalf.ravel()
+        ef = est.ravel()
+        yf = y.ravel()
+        nf = u_new.ravel()
+        of = u_old.ravel()
+        sf = supp.ravel()
+        for i in rng(hf.size):
+            n = nf[i]
+            vr = yf[i].real + s * (2 * n.real - of[i].real)
+            vi = yf[i].imag + s * (2 * n.imag - of[i].imag)
+            ins = sf[i]
+            pr = max(vr, vr * 0) if positive else vr
+            pr = pr if ins else pr * 0
+            pi = vi * 0 if (real or not ins) else vi
+            hf[i] = complex(vr - pr, vi - pi)
+            er = max(n.real, n.real * 0) if positive else n.real
+            ei = n.imag * 0 if real else n.imag
+            ef[i] = complex(er if ins else er * 0, ei if ins else ei * 0)
+
+    @jit
+    def scale_real(z, w):
+        # z <- z * w for complex z and real w (a filter)
+        zf = z.ravel()
+        wf = w.ravel()
+        for i in rng(zf.size):
+            zf[i] = zf[i] * wf[i]
+
+    return (fourier_project, er_update, hio_update, raar_update, rfactor_numerator, gps_primal,
+            gps_dual, scale_real)
 
 
 try:  # numba is optional at run time: fall back to the torch reference
@@ -201,3 +253,47 @@ def realspace_update(x: torch.Tensor, y: torch.Tensor, support: torch.Tensor, mo
             raise ValueError(f"unknown mode {mode}")
     else:
         realspace_update_reference(x, y, support, mode, beta, real, positive)
+
+
+def gps_primal(z: torch.Tensor, fy: torch.Tensor, amp: torch.Tensor, measured: torch.Tensor,
+               t: float, eps: float, *, fused: bool | None = None) -> torch.Tensor:
+    """GPS steps G1-G2 (Pham thesis Alg. 1-2, eq. (2.14)) into a new tensor:
+    ``w = z - t Fy``; ``(1 - eps) P~_m w + eps w`` on measured pixels, ``w`` elsewhere."""
+    if _fused_ok(z, fy, amp, measured) if fused is None else fused:
+        out = torch.empty_like(z)
+        _k(z.numel())[5](out.numpy(), z.numpy(), fy.numpy(), amp.numpy(), measured.numpy(),
+                         float(t), float(eps))
+        return out
+    w = z - t * fy if t != 1.0 else z - fy
+    out = w.clone()
+    modulus_projection_(out, amp, measured)
+    if eps > 0:
+        out.mul_(1.0 - eps).add_(w, alpha=eps)
+    return out
+
+
+def gps_dual(y: torch.Tensor, u_new: torch.Tensor, u_old: torch.Tensor, s: float,
+             support: torch.Tensor, *, real: bool = False, positive: bool = False,
+             fused: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """GPS step G3 (eq. (2.19)): ``v = y + s (2 u_new - u_old)``, returns ``(v - P_C v, P_C u_new)``
+    (the dual point projected onto ``S*`` and the estimate whose R-factor is tracked)."""
+    if fused is None:
+        fused = _fused_ok(y, u_new, u_old, support) and y.is_complex()
+    if fused:
+        yh, est = torch.empty_like(y), torch.empty_like(y)
+        _k(y.numel())[6](yh.numpy(), est.numpy(), y.numpy(), u_new.numpy(), u_old.numpy(),
+                         float(s), support.numpy(), bool(real), bool(positive))
+        return yh, est
+    v = y + s * (2.0 * u_new - u_old)
+    return v - apply_constraints(v, support, real=real, positive=positive), \
+        apply_constraints(u_new, support, real=real, positive=positive)
+
+
+def scale_(z: torch.Tensor, w: torch.Tensor, *, fused: bool | None = None) -> torch.Tensor:
+    """In place ``z <- z * w`` for a complex ``z`` and a real filter ``w``."""
+    if fused is None:
+        fused = _fused_ok(z, w) and z.is_complex() and not w.is_complex()
+    if fused:
+        _k(z.numel())[7](z.numpy(), w.numpy())
+        return z
+    return z.mul_(w)
