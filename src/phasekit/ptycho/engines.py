@@ -1,0 +1,482 @@
+r"""ePIE, rPIE, mPIE and CRISP on the shared driver (one driver iteration = one full sweep over
+the scan positions in a fresh random order drawn from the run's generator).
+
+Sources: the CRISP paper (J. Appl. Cryst. 57 (2024), nb5380; every equation reconstructed in
+digest 003 §§1-3), Maiden & Rodenburg 2009 (ePIE), Maiden, Johnson & Li, Optica 4, 736 (2017)
+(rPIE and mPIE).  Equation numbers below are the CRISP paper's as digest 003 reconstructs them.
+
+Per-iteration history (all measured *during* the sweep on the pre-update exit waves, as the
+group's code does -- digest 003 §5.1 [S]; no extra FFT):
+
+* ``R_F`` -- eq. (23);
+* ``cost_mean``, ``cost_median`` -- of :math:`e_n=\kappa\|\tilde\Psi_n-\Psi_n\|^2`;
+* ``xi`` (CRISP) -- the threshold used in this sweep;
+* ``step_o_mean/min/median/max`` and ``step_p_...`` -- the effective ePIE-equivalent step
+  :math:`\alpha_{\rm eff}` per position (ePIE: the constant :math:`\alpha`; CRISP:
+  :math:`\lambda G_\nu|\mathbf Q|^2_{\max}`, digest 003 §3.2; rPIE/mPIE: the step at the
+  brightest pixel, i.e. :math:`\beta`); ``frac_no_update`` (CRISP) -- share of positions with
+  :math:`e_n\le\xi`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from ..cdi.base import StrictConfig
+from ..core.errors import ConfigError
+from ..run import Algorithm
+from . import kernels as K
+from .operators import shift_probe
+
+
+class PIEConfig(StrictConfig):
+    probe_start: int = Field(0, ge=0, description="first iteration (0-based) that updates the probe")
+    kappa: float = Field(0.5, gt=0.0, description="cost factor of e_n = kappa ||R_n||^2 (diagnostics)")
+
+
+class PIEBase(Algorithm):
+    """The sweep shared by the PIE family; subclasses set the per-position step sizes."""
+
+    name = "pie"
+    keep_best_default = False
+    state_names = ("x",)
+
+    def __init__(self, problem, n_iter, probe_start: int = 0, kappa: float = 0.5, **params):
+        super().__init__(problem, n_iter, **params)
+        self.probe_start = int(probe_start)
+        self.kappa = float(kappa)
+        self.fused = None  # None: automatic (numba on CPU)
+        self._last: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ state
+    def bind_rng(self, g) -> None:
+        """The driver hands over the start's generator: the per-sweep random orders."""
+        self.rng = g
+
+    def initialize(self, x0):
+        self.x = x0.to(self.problem.cdtype).clone().contiguous()
+        self._bind()
+
+    def _bind(self):
+        self.O, self.P = self.problem.views(self.x)
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.x = self.x.contiguous()
+        self._bind()
+
+    def estimate(self):
+        return self.x
+
+    def iterate(self):
+        return self.x
+
+    def final(self):
+        return self.x
+
+    def metrics(self):
+        return dict(self._last) if self._last else {"R_F": self.problem.rfactor(self.x)}
+
+    # ------------------------------------------------------------------ per-position rule
+    def begin_sweep(self, k: int) -> None:
+        """Hook before a sweep."""
+
+    def steps(self, n, e, pm, om, norms, fused):
+        """Return ``(s_o, s_p, g_o, g_p)`` for position ``n`` (see :mod:`.kernels`); ``norms()``
+        gives :math:`(\\|\\bar P_n\\odot R_n\\|^2, \\|\\bar O_n\\odot R_n\\|^2)` on demand."""
+        raise NotImplementedError
+
+    def after_position(self, count: int) -> None:
+        """Hook after each position (``count`` positions done in this sweep)."""
+
+    def end_sweep(self, k: int, e: np.ndarray, stats: dict) -> None:
+        """Hook after a sweep (CRISP's xi update)."""
+
+    # ------------------------------------------------------------------ the sweep
+    def _order(self) -> np.ndarray:
+        g = getattr(self, "rng", None)
+        if g is None:  # constructed outside the driver
+            g = self.rng = np.random.default_rng(0)
+        return g.permutation(self.problem.n_positions)
+
+    def step(self, k):
+        pr = self.problem
+        fused = K.fused_ok(self.x) if self.fused is None else bool(self.fused)
+        self.begin_sweep(k)
+        order = self._order()
+        do_probe = k >= self.probe_start
+        n_pos = len(order)
+        e = np.empty(n_pos)
+        so_all = np.empty(n_pos)
+        sp_all = np.empty(n_pos)
+        sweep = self._sweep_fused if fused else self._sweep_reference
+        num_total = sweep(order, do_probe, e, so_all, sp_all)
+        stats = {"R_F": num_total / max(pr.amp_sum, 1e-300),
+                 "cost_mean": float(np.mean(e)), "cost_median": float(np.median(e))}
+        stats.update(self._step_stats(so_all, sp_all, do_probe))
+        self.end_sweep(k, e, stats)
+        self._last = stats
+
+    def _sweep_reference(self, order, do_probe, e, so_all, sp_all) -> float:
+        """Plain torch (any device): the reference the fused path is tested against."""
+        pr = self.problem
+        my, mx = pr.probe_shape
+        O, P = self.O, self.P
+        ramps = pr.ramps
+        psi = torch.empty((my, mx), dtype=pr.cdtype, device=pr.device)
+        es, sos, sps = [], [], []
+        num_total = torch.zeros((), dtype=torch.float64, device=pr.device)
+        for c, n in enumerate(order):
+            iy, ix = int(pr.ints[n, 0]), int(pr.ints[n, 1])
+            On = O[iy:iy + my, ix:ix + mx]
+            Pn = shift_probe(P, ramps[0][n], ramps[1][n]) if ramps is not None else P
+            out, pm, om = K.exit_wave_ref(Pn, On)
+            psi.copy_(out)
+            z = torch.fft.fft2(psi, norm="ortho")
+            num, cost = K.fourier_ref(z, pr.amp[n], pr.measured[n])
+            psit = torch.fft.ifft2(z, norm="ortho")
+            en = self.kappa * cost
+            so, sp, go, gp = self.steps(n, en, pm, om, lambda: K.grad_norms_ref(Pn, On, psit),
+                                        False)
+            K.update_ref(Pn, On, psit, so, sp, go, gp, pm, om, do_probe)
+            if ramps is not None and do_probe:
+                P.copy_(shift_probe(Pn, ramps[0][n], ramps[1][n], inverse=True))
+            num_total = num_total + num
+            es.append(en)
+            sos.append(torch.as_tensor(so, dtype=torch.float64, device=pr.device))
+            sps.append(torch.as_tensor(sp, dtype=torch.float64, device=pr.device))
+            self.after_position(c + 1)
+        e[order] = torch.stack(es).cpu().numpy()
+        so_all[:] = torch.stack(sos).cpu().numpy()
+        sp_all[:] = torch.stack(sps).cpu().numpy()
+        return float(num_total)
+
+    def _sweep_fused(self, order, do_probe, e, so_all, sp_all) -> float:
+        """CPU: numba kernels on NumPy views of the same memory, torch FFTs into fixed buffers."""
+        pr = self.problem
+        exit_wave, fourier, grad_norms, update = K.fused_kernels()
+        my, mx = pr.probe_shape
+        O, P = self.O, self.P
+        On_np, P_np = O.numpy(), P.numpy()
+        amp = pr.amp.numpy()
+        meas = pr.measured.numpy()
+        ramps = pr.ramps
+        psi = torch.empty((my, mx), dtype=pr.cdtype)
+        z = torch.empty_like(psi)
+        psit = torch.empty_like(psi)
+        psi_np, z_np, psit_np = psi.numpy(), z.numpy(), psit.numpy()
+        Pn = P
+        Pn_np = P_np
+        ints = pr.ints
+        kappa = self.kappa
+        num_total = 0.0
+        fft2, ifft2 = torch.fft.fft2, torch.fft.ifft2
+        for c, n in enumerate(order):
+            iy, ix = int(ints[n, 0]), int(ints[n, 1])
+            if ramps is not None:
+                Pn = shift_probe(P, ramps[0][n], ramps[1][n]).contiguous()
+                Pn_np = Pn.numpy()
+            pm, om = exit_wave(psi_np, Pn_np, On_np, iy, ix)
+            fft2(psi, norm="ortho", out=z)
+            num, cost = fourier(z_np, amp[n], meas[n])
+            ifft2(z, norm="ortho", out=psit)
+            en = kappa * cost
+            so, sp, go, gp = self.steps(
+                n, en, pm, om, lambda: grad_norms(Pn_np, On_np, psit_np, iy, ix), True)
+            update(Pn_np, On_np, psit_np, iy, ix, so, sp, go, gp, pm, om, do_probe)
+            if ramps is not None and do_probe:
+                P.copy_(shift_probe(Pn, ramps[0][n], ramps[1][n], inverse=True))
+            num_total += num
+            e[n] = en
+            so_all[c] = so
+            sp_all[c] = sp
+            self.after_position(c + 1)
+        return num_total
+
+    def _step_stats(self, so, sp, do_probe) -> dict:
+        out = {}
+        for name, v in (("o", so), ("p", sp)):
+            if name == "p" and not do_probe:
+                v = np.zeros_like(v)
+            out[f"step_{name}_mean"] = float(np.mean(v))
+            out[f"step_{name}_min"] = float(np.min(v))
+            out[f"step_{name}_median"] = float(np.median(v))
+            out[f"step_{name}_max"] = float(np.max(v))
+        return out
+
+
+# ============================================================================ ePIE
+class EPIEConfig(PIEConfig):
+    alpha_o: float = Field(1.0, gt=0.0, le=2.0, description="object step alpha_o, eq. (6)")
+    alpha_p: float = Field(1.0, gt=0.0, le=2.0, description="probe step alpha_p, eq. (7)")
+
+
+class EPIE(PIEBase):
+    r"""ePIE (Maiden & Rodenburg 2009; CRISP eqs. (6)-(7)):
+
+    .. math:: \mathbf O_n'=\mathbf O_n+\alpha_o\frac{\bar{\mathbf P}_n\odot\mathbf R_n}
+              {|\mathbf P_n|^2_{\max}},\qquad
+              \mathbf P_n'=\mathbf P_n+\alpha_p\frac{\bar{\mathbf O}_n\odot\mathbf R_n}
+              {|\mathbf O_n|^2_{\max}},
+
+    both from the pre-update :math:`\mathbf O_n,\mathbf P_n` (the probe update uses the *old*
+    object patch, digest 003 §2 [S code]); :math:`\mathbf R_n=\tilde\Psi_n-\Psi_n`.  Probe
+    updates start at iteration ``probe_start``.  The papers allow :math:`\alpha\in(0,1]`; up
+    to 2 is accepted (the descent lemma's bound, digest 003 A5).
+    """
+
+    name = "epie"
+
+    def __init__(self, problem, n_iter, alpha_o=1.0, alpha_p=1.0, **params):
+        super().__init__(problem, n_iter, **params)
+        self.alpha_o, self.alpha_p = float(alpha_o), float(alpha_p)
+
+    def steps(self, n, e, pm, om, norms, fused):
+        return self.alpha_o, self.alpha_p, 1.0, 1.0
+
+
+# ============================================================================ rPIE
+class RPIEConfig(PIEConfig):
+    gamma_o: float = Field(0.1, gt=0.0, description="object balancing parameter gamma_o, eq. (10)")
+    gamma_p: float = Field(1.0, gt=0.0, description="probe balancing parameter gamma_p, eq. (11)")
+    beta_o: float = Field(1.0, gt=0.0, le=2.0, description="extra object step (1 = rPIE as published)")
+    beta_p: float = Field(1.0, gt=0.0, le=2.0, description="extra probe step (1 = rPIE as published)")
+
+
+class RPIE(PIEBase):
+    r"""rPIE (Maiden, Johnson & Li 2017; CRISP eqs. (10)-(11)), element-wise denominators:
+
+    .. math:: \mathbf O_n'=\mathbf O_n+\beta_o\frac{\bar{\mathbf P}_n\odot\mathbf R_n}
+              {(1-\gamma_o)|\mathbf P_n|^2+\gamma_o|\mathbf P_n|^2_{\max}},
+
+    and the same for the probe with :math:`\gamma_p` and :math:`|\mathbf O_n|`.  :math:`\gamma>1`
+    is legal (the denominator stays :math:`\ge|\cdot|^2_{\max}`).  :math:`\gamma=1,\beta=1` is
+    ePIE with :math:`\alpha=1` exactly.  ``beta_o = beta_p = 1`` (default) is rPIE as published;
+    the extra step is the PINE digest's option (004 §2.6).
+    """
+
+    name = "rpie"
+
+    def __init__(self, problem, n_iter, gamma_o=0.1, gamma_p=1.0, beta_o=1.0, beta_p=1.0, **params):
+        super().__init__(problem, n_iter, **params)
+        self.gamma_o, self.gamma_p = float(gamma_o), float(gamma_p)
+        self.beta_o, self.beta_p = float(beta_o), float(beta_p)
+
+    def steps(self, n, e, pm, om, norms, fused):
+        return self.beta_o, self.beta_p, self.gamma_o, self.gamma_p
+
+
+# ============================================================================ mPIE
+class MPIEConfig(RPIEConfig):
+    friction: float = Field(0.7, ge=0.0, lt=1.0, description="momentum friction (velocity decay)")
+    feedback: float = Field(0.3, gt=0.0, le=1.0, description="momentum feedback (velocity step)")
+    momentum_every: int | None = Field(None, ge=1, description="T: positions between momentum "
+                                       "steps (default min(N, max(10, round(N / 20))))")
+
+
+class MPIE(RPIE):
+    r"""mPIE (Maiden, Johnson & Li, Optica 4, 736 (2017)): rPIE updates plus a momentum step
+    every :math:`T` positions on object and probe,
+
+    .. math:: \mathbf v\leftarrow\eta_f\,\mathbf v+(\mathbf O-\mathbf O_{\rm old}),\qquad
+              \mathbf O\leftarrow\mathbf O+\eta_b\,\mathbf v,\qquad \mathbf O_{\rm old}
+              \leftarrow\mathbf O .
+
+    The paper writes one :math:`\eta` for both (friction = feedback); we expose the two
+    separately with PtyLab's defaults (friction 0.7, feedback 0.3), which were stable in our tests
+    where :math:`\eta_f=\eta_b=0.9` with small :math:`T` diverged.  Resolution of :math:`T` (left
+    to the user by the paper): ``momentum_every`` defaults to :math:`\min(N,\max(10,\mathrm{round}(N/20)))`:
+    momentum on ~5 % of the position steps for large scans, as PtyLab's mPIE, but never more often
+    than every 10 positions (momentum after every position or two diverged or stalled in our
+    tests on 25-position scans).  The velocity persists across
+    sweeps (it is part of the checkpointed state).  Default :math:`\gamma_o=0.1,\gamma_p=1`.
+    """
+
+    name = "mpie"
+    state_names = ("x", "v", "x_old")
+
+    def __init__(self, problem, n_iter, friction=0.7, feedback=0.3, momentum_every=None, **params):
+        super().__init__(problem, n_iter, **params)
+        self.friction, self.feedback = float(friction), float(feedback)
+        n = problem.n_positions
+        self.T = int(momentum_every) if momentum_every else min(n, max(10, int(round(n / 20))))
+        self._k = 0
+
+    def initialize(self, x0):
+        super().initialize(x0)
+        self.v = torch.zeros_like(self.x)
+        self.x_old = self.x.clone()
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.v = self.v.to(self.x.device)
+        self.x_old = self.x_old.to(self.x.device)
+
+    def begin_sweep(self, k):
+        self._k = k
+
+    def after_position(self, count):
+        if count % self.T:
+            return
+        no = self.problem.n_object
+        end = None if self._k >= self.probe_start else no  # the probe only once it is updated
+        v, x, xo = self.v[:end], self.x[:end], self.x_old[:end]
+        v.mul_(self.friction).add_(x - xo)
+        x.add_(v, alpha=self.feedback)
+        xo.copy_(x)
+
+
+# ============================================================================ CRISP
+class CRISPConfig(PIEConfig):
+    lambda_o: float = Field(1.0, gt=0.0, lt=2.0, description="object relaxation lambda_o in (0, 2)")
+    lambda_p: float = Field(1.0, gt=0.0, lt=2.0, description="probe relaxation lambda_p in (0, 2)")
+    clip: Literal["none", "epie", "scale"] = Field(
+        "epie", description="step clipping: none, 'epie' (nu = (1, 1)), 'scale' "
+                            "(nu = (|P_n|max, |O_n|max)), eq. (21)")
+    nu_o: float | None = Field(None, gt=0.0, description="explicit nu_o (overrides clip for the object)")
+    nu_p: float | None = Field(None, gt=0.0, description="explicit nu_p (overrides clip for the probe)")
+    clip_exponent: float = Field(1.0, gt=0.0, description="cap nu**e / |Q|max^2 (digest A3; 1 = paper)")
+    c: float = Field(0.5, gt=0.0, lt=1.0, description="xi tuning parameter c of eq. (22)")
+    xi_rule: Literal["one-minus-c", "c"] = Field(
+        "one-minus-c", description="automatic xi = (1 - c) mean(e) (default) or c mean(e)")
+    xi: float | None = Field(None, ge=0.0, description="fixed xi (disables the automatic rule)")
+
+
+class CRISP(PIEBase):
+    r"""CRISP, clipped reliable iterative subgradient projection (digest 003 §3, eqs. (15)-(22)).
+
+    Per position, with :math:`g_n=\kappa\|\mathbf R_n\|_F^2` (pre-update cost, :math:`\kappa=1/2`
+    by default, digest A2):
+
+    .. math:: G(\mathbf Q)=\frac{(g_n-\xi)_+}{\|\bar{\mathbf Q}\odot\mathbf R_n\|_F^2},\qquad
+              G_\nu(\mathbf Q)=\min\{G(\mathbf Q),\ \nu^{e}/|\mathbf Q|^2_{\max}\}
+
+    .. math:: \mathbf O_n'=\mathbf O_n+\lambda_oG_{\nu_o}(\mathbf P_n)\bar{\mathbf P}_n\odot
+              \mathbf R_n,\qquad \mathbf P_n'=\mathbf P_n+\lambda_pG_{\nu_p}(\mathbf O_n)
+              \bar{\mathbf O}_n\odot\mathbf R_n
+
+    (simultaneous: both from the old patch and probe, digest A14).  Clipping modes: ``none``
+    (:math:`\nu=\infty`), ``epie`` (:math:`\nu=(1,1)`, the paper's recommended default, which
+    caps the step at ePIE's) and ``scale`` (:math:`\nu=(|\mathbf P_n|_{\max},|\mathbf O_n|_{\max})`);
+    ``clip_exponent`` :math:`e` = 1 is eq. (21) as reconstructed (digest A3 keeps the exponent
+    configurable).
+
+    :math:`\xi`: fixed (``xi=``), or automatic (eq. (22)): ``initializeXi`` computes :math:`e_n`
+    for every position from the starting object and probe (batched), and after each sweep
+    :math:`\xi\leftarrow(1-c)\,\mathrm{mean}_n e_n` (``xi_rule="one-minus-c"``, the default; digest
+    A1) or :math:`c\,\mathrm{mean}_n e_n` (``xi_rule="c"``), with :math:`e_n` stored while position
+    :math:`n` is processed.  :math:`\xi` is shared by all positions and by both updates.
+
+    Zero-denominator guard: when :math:`\|\bar{\mathbf Q}\odot\mathbf R_n\|=0` (then
+    :math:`\mathbf R_n=0` wherever :math:`\mathbf Q\ne0`) the step is 0 if
+    :math:`g_n\le\xi`, else the cap (0 without clipping); a zero probe or patch maximum gives no
+    update.
+
+    Exact properties (tested): with :math:`\kappa=1,\xi=0,\nu=(1,1),\lambda=\alpha` CRISP is ePIE;
+    a fixed :math:`\xi\ge\max_ne_n` makes no update.
+    """
+
+    name = "crisp"
+    state_names = ("x", "xi_value", "e_last")
+
+    def __init__(self, problem, n_iter, lambda_o=1.0, lambda_p=1.0, clip="epie", nu_o=None,
+                 nu_p=None, clip_exponent=1.0, c=0.5, xi_rule="one-minus-c", xi=None, **params):
+        super().__init__(problem, n_iter, **params)
+        self.lambda_o, self.lambda_p = float(lambda_o), float(lambda_p)
+        if clip not in ("none", "epie", "scale"):
+            raise ConfigError(f"clip must be 'none', 'epie' or 'scale', got {clip!r}")
+        self.clip = clip
+        self.nu_o, self.nu_p = nu_o, nu_p
+        self.clip_exponent = float(clip_exponent)
+        self.c = float(c)
+        self.xi_rule = xi_rule
+        self.xi_fixed = None if xi is None else float(xi)
+        self.xi_value = float("nan")
+        self.e_last = None
+
+    def _rule(self, mean_e: float) -> float:
+        return ((1.0 - self.c) if self.xi_rule == "one-minus-c" else self.c) * mean_e
+
+    def initialize(self, x0):
+        super().initialize(x0)
+        if self.xi_fixed is not None:
+            self.xi_value = self.xi_fixed
+        else:  # initializeXi: costs of every position at the start
+            e, _ = self.problem.costs_and_rfactor(self.x, kappa=self.kappa)
+            self.xi_value = self._rule(float(e.mean()))
+        self.e_last = None
+
+    def steps(self, n, e, pm, om, norms, fused):
+        npn, non = norms()
+        xi = self.xi_value
+        ex = self.clip_exponent
+        # nu per clip mode (explicit nu_o / nu_p override)
+        if self.nu_o is not None:
+            nu_o = self.nu_o
+        elif self.clip == "epie":
+            nu_o = 1.0
+        elif self.clip == "scale":
+            nu_o = None  # |P_n|max, below
+        else:
+            nu_o = math.inf
+        if self.nu_p is not None:
+            nu_p = self.nu_p
+        elif self.clip == "epie":
+            nu_p = 1.0
+        elif self.clip == "scale":
+            nu_p = None
+        else:
+            nu_p = math.inf
+        if fused:
+            return self._steps_float(e, xi, npn, non, pm, om, nu_o, nu_p, ex)
+        return self._steps_tensor(e, xi, npn, non, pm, om, nu_o, nu_p, ex)
+
+    def _steps_float(self, e, xi, npn, non, pm, om, nu_o, nu_p, ex):
+        excess = max(e - xi, 0.0)
+        out = []
+        for lam, den, q2, nu in ((self.lambda_o, npn, pm, nu_o), (self.lambda_p, non, om, nu_p)):
+            if q2 <= 0:
+                out.append(0.0)
+                continue
+            if nu is None:
+                nu = math.sqrt(q2)
+            cap = (nu ** ex) / q2 if math.isfinite(nu) else math.inf
+            if excess <= 0:
+                G = 0.0
+            elif den > 0:
+                G = min(excess / den, cap)
+            else:
+                G = cap if math.isfinite(cap) else 0.0
+            # s = lambda G |Q|max^2 (the kernel divides by |Q|max^2 with g = 1)
+            out.append(lam * G * q2)
+        return out[0], out[1], 1.0, 1.0
+
+    def _steps_tensor(self, e, xi, npn, non, pm, om, nu_o, nu_p, ex):
+        excess = torch.clamp(e - xi, min=0.0)
+        out = []
+        for lam, den, q2, nu in ((self.lambda_o, npn, pm, nu_o), (self.lambda_p, non, om, nu_p)):
+            q2 = q2.to(torch.float64)
+            if nu is None:
+                cap = torch.sqrt(q2) ** ex / q2
+            elif math.isfinite(nu):
+                cap = (nu ** ex) / q2
+            else:
+                cap = torch.full_like(q2, math.inf)
+            G = torch.where(den > 0, excess / torch.where(den > 0, den, torch.ones_like(den)),
+                            torch.where(torch.isfinite(cap), cap, torch.zeros_like(cap)))
+            G = torch.minimum(G, cap)
+            G = torch.where(excess > 0, G, torch.zeros_like(G))
+            s = torch.where(q2 > 0, lam * G * q2, torch.zeros_like(q2))
+            out.append(s)
+        return out[0], out[1], 1.0, 1.0
+
+    def end_sweep(self, k, e, stats):
+        stats["xi"] = float(self.xi_value)
+        stats["frac_no_update"] = float(np.mean(e <= self.xi_value))
+        self.e_last = torch.as_tensor(e)
+        if self.xi_fixed is None:
+            self.xi_value = self._rule(float(np.mean(e)))

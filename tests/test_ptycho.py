@@ -1,0 +1,327 @@
+"""Ptychography: operators (adjoints, T^dagger T = I), scans, probes, simulation, the engines'
+exact equivalences (digest 003 §3.2 / §8 item 11) and recovery of a known object and probe."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+from phasekit.core.errors import ConfigError, InputError
+from phasekit.operators import dot_test
+from phasekit.ptycho import (PtychoProblem, fermat_spiral, object_shape_for, raster_scan,
+                             reconstruct, simulate_ptycho, particle_film, siemens_star)
+from phasekit.ptycho import engines as E
+from phasekit.ptycho.metrics import (band_mean, dispersion, object_error, object_frc,
+                                     probe_correlation)
+from phasekit.ptycho.operators import (ObjectPatches, ProbeShift, PtychoObjectOperator,
+                                       PtychoProbeOperator, shift_probe, shift_ramps,
+                                       split_positions)
+from phasekit.ptycho.probe import (bl24xu, bump, fzp_probe, gaussian, scale_to_dose,
+                                   vacuum_origin_intensity, circular_aperture)
+from phasekit.registry import available, get_algorithm
+
+M = 32
+
+
+@pytest.fixture(scope="module")
+def data():
+    """A 5x5 raster (step 6 px) over a 58x58 random complex object, 32x32 zone-plate probe."""
+    pos = raster_scan(5, step=6, margin=1)
+    shape = object_shape_for(pos, (M, M), margin=1)
+    g = np.random.default_rng(1)
+    obj = np.exp(1j * 2 * gaussian_filter(g.standard_normal(shape), 1.5)) * \
+        (0.7 + 0.3 * gaussian_filter(g.random(shape), 1))
+    probe = fzp_probe(M, 16, 12)
+    sim = simulate_ptycho(obj, probe, pos, dose=None)
+    prob = PtychoProblem.from_arrays(sim.intensities, pos, probe=sim.probe, obj=sim.obj,
+                                     probe_energy_match=False, precision="double")
+    ill = prob.illumination(torch.as_tensor(sim.probe, dtype=torch.complex128)).numpy()
+    return sim, pos, ill
+
+
+# ----------------------------------------------------------------------------- operators
+def test_operator_adjoints():
+    pos = np.array([[0.0, 0.0], [3.25, 1.5], [7.0, 6.75], [2.5, 8.0]])
+    shape = object_shape_for(pos, (16, 16))
+    g = np.random.default_rng(0)
+    probe = torch.as_tensor(g.standard_normal((16, 16)) + 1j * g.standard_normal((16, 16)))
+    obj = torch.as_tensor(g.standard_normal(shape) + 1j * g.standard_normal(shape))
+    for op in (ObjectPatches(shape, (16, 16), pos, dtype=torch.complex128),
+               ProbeShift((16, 16), (0.3, -0.7), dtype=torch.complex128),
+               PtychoObjectOperator(probe, shape, pos),
+               PtychoProbeOperator(obj, (16, 16), pos)):
+        assert dot_test(op, rng=1) < 1e-12, type(op).__name__
+
+
+def test_shift_inverse_and_direction():
+    g = np.random.default_rng(2)
+    p = torch.as_tensor(g.standard_normal((12, 10)) + 1j * g.standard_normal((12, 10)))
+    ry, rx = shift_ramps(np.array([[0.37, 0.81]]), (12, 10), dtype=torch.complex128)
+    back = shift_probe(shift_probe(p, ry[0], rx[0]), ry[0], rx[0], inverse=True)
+    assert torch.allclose(back, p, atol=1e-12)                # T^dagger T = I
+    # an integer shift by the ramp is np.roll (+delta moves the content forward)
+    ry, rx = shift_ramps(np.array([[2.0, 3.0]]), (12, 10), dtype=torch.complex128)
+    rolled = np.roll(p.numpy(), (2, 3), axis=(0, 1))
+    assert np.allclose(shift_probe(p, ry[0], rx[0]).numpy(), rolled, atol=1e-12)
+    ints, frac = split_positions([[2.9999999999, 1.5]])
+    assert ints.tolist() == [[3, 1]] and frac.tolist() == [[0.0, 0.5]]
+
+
+def test_patches_are_views():
+    obj = torch.zeros(8, 8, dtype=torch.complex64)
+    from phasekit.ptycho.operators import crop
+    crop(obj, 2, 3, (2, 2)).add_(1)
+    assert float(obj.real.sum()) == 4 and float(obj[2, 3].real) == 1
+
+
+# ----------------------------------------------------------------------------- scans, probes
+def test_scans():
+    r = raster_scan(3, 4, step=5.0)
+    assert r.shape == (12, 2) and r.min() == 0 and r[:, 0].max() == 10 and r[:, 1].max() == 15
+    r2 = raster_scan(13, overlap=0.875, probe_diameter=200)          # the paper's 25 px steps
+    assert np.allclose(np.diff(np.unique(r2[:, 1])), 25.0)
+    j1 = raster_scan(4, step=5, jitter=1.0, rng=3)
+    j2 = raster_scan(4, step=5, jitter=1.0, rng=3)
+    assert np.array_equal(j1, j2) and not np.allclose(j1, raster_scan(4, step=5))
+    f = fermat_spiral(100, step=4.0)
+    assert f.shape == (100, 2) and f.min() == 0
+    # density: one point per step^2 -> the disc of radius c sqrt(N) holds N points
+    span = f.max(axis=0) - f.min(axis=0)
+    assert 0.8 * 2 * 4 / np.sqrt(np.pi) * 10 < span.mean() < 1.2 * 2 * 4 / np.sqrt(np.pi) * 10
+    assert object_shape_for([[0, 0], [3.5, 2]], (8, 8)) == (12, 10)
+    with pytest.raises(ConfigError):
+        raster_scan(3, step=1, overlap=0.5, probe_diameter=3)
+    with pytest.raises(ConfigError):
+        raster_scan(3, overlap=1.2, probe_diameter=3)
+
+
+def test_probes_and_bl24xu():
+    geo = bl24xu(470)
+    assert abs(geo.pixel_size - 19.79e-9) < 0.05e-9                 # lambda z / (M p)
+    assert 195 < geo.beam_diameter_px < 210                          # 4 um beam ~ 202 px
+    assert 85 < geo.pupil_diameter_px < 95                           # bright-field disc ~ 90 px
+    p = fzp_probe(64, 30, 20)
+    assert p.shape == (64, 64) and np.iscomplexobj(p)
+    # the probe's spectrum lies inside the pupil
+    F = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(p)))
+    r = np.hypot(*np.meshgrid(np.arange(64) - 32, np.arange(64) - 32, indexing="ij"))
+    assert np.sum(np.abs(F[r > 11]) ** 2) < 1e-3 * np.sum(np.abs(F) ** 2)
+    d = scale_to_dose(p, 1e10)
+    assert abs(vacuum_origin_intensity(d) / 1e10 - 1) < 1e-9
+    gp = gaussian(33, 10.0)
+    assert abs(abs(gp[16, 21]) - 0.5) < 0.02                         # FWHM 10 px of the amplitude
+    # defocus keeps the energy (unitary propagation)
+    a = circular_aperture(32, 12)
+    b = circular_aperture(32, 12, defocus=1e-6, wavelength=1.55e-10, pixel_size=20e-9)
+    assert abs(np.sum(np.abs(a) ** 2) - np.sum(np.abs(b) ** 2)) < 1e-9 * np.sum(np.abs(a) ** 2)
+    assert not np.allclose(a, b)
+    assert bump(32)[16, 16] == 1 and bump(32)[16, 31] == 0
+
+
+def test_phantoms():
+    f = particle_film(64, rng=0)
+    assert f.shape == (64, 64) and np.abs(f).min() > 0.95 and np.angle(f).min() < -0.05
+    assert np.angle(f).max() <= 1e-12
+    s = siemens_star(64, amplitude=0.6, phase=-0.8)
+    assert abs(np.abs(s).min() - 0.6) < 0.02 and abs(np.abs(s).max() - 1) < 1e-9
+
+
+def test_simulation_dose_and_noise(data):
+    sim, pos, _ = data
+    vac = np.ones((40, 40))
+    s = simulate_ptycho(vac, fzp_probe(16, 8, 6), raster_scan(2, step=4), dose=1e6, rng=0)
+    c = 8
+    assert abs(s.intensities[:, c, c].mean() / 1e6 - 1) < 0.01      # dose = counts at the origin
+    assert np.all(s.intensities == np.round(s.intensities))         # Poisson counts
+    s2 = simulate_ptycho(vac, fzp_probe(16, 8, 6), raster_scan(2, step=4), dose=1e6, rng=0)
+    assert np.array_equal(s.intensities, s2.intensities)
+    with pytest.raises(InputError):
+        simulate_ptycho(np.ones((10, 10)), fzp_probe(16, 8, 6), raster_scan(2, step=4))
+
+
+# ----------------------------------------------------------------------------- problem
+def test_truth_has_zero_rfactor_and_cost(data):
+    sim, pos, _ = data
+    prob = PtychoProblem.from_arrays(sim.intensities, pos, probe=sim.probe, obj=sim.obj,
+                                     probe_energy_match=False, precision="double")
+    x = prob.random_start()
+    e, rf = prob.costs_and_rfactor(x)
+    assert rf < 1e-6 and float(e.max()) < 1e-6 * float(sim.intensities.sum() / len(pos))
+    # sub-pixel positions: noise-free truth also fits exactly
+    p2 = pos + np.array([0.3, 0.6])
+    s2 = simulate_ptycho(sim.obj, sim.probe, p2, dose=None)
+    pr2 = PtychoProblem.from_arrays(s2.intensities, p2, probe=sim.probe, obj=sim.obj,
+                                    probe_energy_match=False, precision="double")
+    assert pr2.rfactor(pr2.random_start()) < 1e-6
+    # unmeasured pixels are free: garbage there changes nothing, and the projection keeps the model
+    m = np.ones((M, M), bool)
+    m[M // 2, :4] = False
+    bad = sim.intensities.copy()
+    bad[:, M // 2, :4] = 1e9
+    pr3 = PtychoProblem.from_arrays(bad, pos, probe=sim.probe, obj=sim.obj, mask=m,
+                                    probe_energy_match=False, precision="double")
+    assert pr3.rfactor(pr3.random_start()) < 1e-6
+    a = _run(pr3, E.EPIE, 1)
+    assert torch.allclose(a.x, pr3.random_start(), atol=1e-6)  # the truth is a fixed point (float32 data)
+
+
+def test_problem_validation(data):
+    sim, pos, _ = data
+    with pytest.raises(InputError, match="positions shape"):
+        PtychoProblem.from_arrays(sim.intensities, pos[:3])
+    with pytest.raises(InputError, match="outside"):
+        PtychoProblem.from_arrays(sim.intensities, pos, object_shape=(40, 40))
+    with pytest.raises(InputError, match="negative"):
+        PtychoProblem.from_arrays(-sim.intensities, pos)
+    with pytest.raises(InputError, match="mask shape"):
+        PtychoProblem.from_arrays(sim.intensities, pos, mask=np.ones((3, 3), bool))
+    with pytest.raises(ConfigError):
+        PtychoProblem.from_arrays(sim.intensities, pos, fft_norm="forward")
+
+
+def _run(prob, cls, n_iter, fused=None, **kw):
+    a = cls(prob, n_iter, **kw)
+    a.bind_rng(np.random.default_rng(5))
+    a.initialize(prob.random_start())
+    a.fused = fused
+    for k in range(n_iter):
+        a.step(k)
+    return a
+
+
+def _problem(sim, pos, **kw):
+    return PtychoProblem.from_arrays(sim.intensities, pos, object_shape=sim.obj.shape,
+                                     precision="double", **kw)
+
+
+def test_crisp_equals_epie(data):
+    """kappa = 1, xi = 0, nu = (1, 1), lambda = alpha: CRISP is ePIE exactly (digest 003 §3.2)."""
+    sim, pos, _ = data
+    prob = _problem(sim, pos)
+    a = _run(prob, E.EPIE, 4, alpha_o=0.8, alpha_p=0.4)
+    b = _run(prob, E.CRISP, 4, lambda_o=0.8, lambda_p=0.4, kappa=1.0, xi=0.0, clip="epie")
+    assert torch.allclose(a.x, b.x, rtol=0, atol=1e-10 * float(a.x.abs().max()))
+    assert np.allclose(b._last["step_o_median"], 0.8) and np.allclose(b._last["step_p_max"], 0.4)
+    # kappa = 1/2 is not ePIE (alpha_eff = lambda min(1, 1/(2 rho)))
+    c = _run(prob, E.CRISP, 4, lambda_o=0.8, lambda_p=0.4, kappa=0.5, xi=0.0, clip="epie")
+    assert not torch.allclose(a.x, c.x, atol=1e-6)
+
+
+def test_rpie_gamma_one_equals_epie(data):
+    sim, pos, _ = data
+    prob = _problem(sim, pos)
+    a = _run(prob, E.EPIE, 3, alpha_o=1.0, alpha_p=1.0)
+    b = _run(prob, E.RPIE, 3, gamma_o=1.0, gamma_p=1.0)
+    assert torch.allclose(a.x, b.x, rtol=0, atol=1e-10 * float(a.x.abs().max()))
+
+
+def test_fixed_xi_above_every_cost_makes_no_update(data):
+    sim, pos, _ = data
+    prob = _problem(sim, pos)
+    e, _ = prob.costs_and_rfactor(prob.random_start())
+    a = _run(prob, E.CRISP, 2, xi=10 * float(e.max()) + 1e3, clip="none")
+    assert torch.equal(a.x, prob.random_start())
+    assert a._last["frac_no_update"] == 1.0 and a._last["step_o_max"] == 0.0
+
+
+def test_fused_kernels_match_reference(data):
+    sim, pos, _ = data
+    prob = _problem(sim, pos)
+    p2 = pos + np.array([0.25, 0.5])                                  # sub-pixel path as well
+    s2 = simulate_ptycho(sim.obj, sim.probe, p2, dose=None)
+    prob2 = _problem(s2, p2)
+    for pr in (prob, prob2):
+        for cls, kw in ((E.EPIE, {}), (E.RPIE, {}), (E.CRISP, {"clip": "scale"}), (E.MPIE, {})):
+            a = _run(pr, cls, 2, fused=True, **kw)
+            b = _run(pr, cls, 2, fused=False, **kw)
+            assert torch.allclose(a.x, b.x, atol=1e-8 * float(a.x.abs().max())), cls.__name__
+            assert abs(a._last["R_F"] - b._last["R_F"]) < 1e-9
+
+
+def test_crisp_auto_xi_rules(data):
+    sim, pos, _ = data
+    prob = _problem(sim, pos)
+    e0, _ = prob.costs_and_rfactor(prob.random_start())
+    a = _run(prob, E.CRISP, 1, c=0.2)
+    b = _run(prob, E.CRISP, 1, c=0.2, xi_rule="c")
+    assert np.isclose(a._last["xi"], 0.8 * float(e0.mean()))          # initializeXi, (1 - c)
+    assert np.isclose(b._last["xi"], 0.2 * float(e0.mean()))
+    assert np.isclose(a.xi_value, 0.8 * a._last["cost_mean"])        # eq. (22) after the sweep
+
+
+@pytest.mark.parametrize("alg,kw,max_err", [
+    ("epie", {}, 0.08), ("rpie", {}, 0.12), ("mpie", {}, 0.12), ("crisp", {}, 0.08),
+    ("crisp", {"clip": "none"}, 0.12), ("crisp", {"clip": "scale"}, 0.12)])
+def test_engines_recover_object_and_probe(data, alg, kw, max_err):
+    sim, pos, ill = data
+    res = reconstruct(sim.intensities, pos, algorithm=alg, n_iter=100, rng=0, progress=False,
+                      object_shape=sim.obj.shape, **kw)
+    assert res.success and res.probe is not None and res.probe.shape == (M, M)
+    h = res.history
+    assert h["R_F"][-1] < 0.05 < h["R_F"][0] and res.rfactor < 0.05
+    err = object_error(res.image, sim.obj, ill, threshold=0.1)
+    assert err < max_err
+    f, c = object_frc(res.image, sim.obj, ill)
+    assert band_mean(f, c, 0.0, 0.25) > 0.9
+    assert probe_correlation(res.probe, sim.probe, modulus=True) > 0.99
+    for key in ("cost_mean", "cost_median", "step_o_median", "step_p_max"):
+        assert len(h[key]) == 100
+
+
+def test_driver_features(data, tmp_path):
+    sim, pos, _ = data
+    r1 = reconstruct(sim.intensities, pos, schedule="epie:3,crisp:3", rng=4, progress=False)
+    assert r1.history["stage"] == [0, 0, 0, 1, 1, 1] and "xi" in r1.history
+    # same seed, same random orders: deterministic
+    r2 = reconstruct(sim.intensities, pos, schedule="epie:3,crisp:3", rng=4, progress=False)
+    assert np.array_equal(r1.image, r2.image) and np.array_equal(r1.probe, r2.probe)
+    # checkpoint / resume gives the uninterrupted result
+    ck = tmp_path / "ck.pt"
+    full = reconstruct(sim.intensities, pos, algorithm="crisp", n_iter=6, rng=1, progress=False)
+
+    class Crash(Exception):
+        pass
+
+    def cb(state):
+        if state.iteration == 5:
+            raise Crash  # an interruption after the checkpoint of iteration 4
+
+    with pytest.raises(Crash):
+        reconstruct(sim.intensities, pos, algorithm="crisp", n_iter=6, rng=1, progress=False,
+                    checkpoint=ck, checkpoint_every=2, callback=cb)
+    res = reconstruct(sim.intensities, pos, algorithm="crisp", n_iter=6, rng=1, progress=False,
+                      resume=ck)
+    assert np.array_equal(res.image, full.image) and np.array_equal(res.probe, full.probe)
+    assert res.history["xi"] == full.history["xi"]
+    with pytest.raises(ConfigError):
+        reconstruct(sim.intensities, pos, algorithm="hio", n_iter=2)
+    with pytest.raises(ConfigError):
+        reconstruct(sim.intensities, pos, algorithm="crisp", n_iter=2, lambda_o=2.5)
+
+
+def test_registry_and_scale_equivariance(data):
+    names = {s.name for s in available("ptycho")}
+    assert {"epie", "rpie", "mpie", "crisp"} <= names
+    assert get_algorithm("CRISP").modality == "ptycho"
+    # I -> s^2 I: ePIE and auto-xi CRISP (nu = 1) give the same object (digest 003 §3.2)
+    sim, pos, _ = data
+    for alg in ("epie", "crisp"):
+        a = reconstruct(sim.intensities, pos, algorithm=alg, n_iter=3, rng=0, progress=False,
+                        precision="double")
+        b = reconstruct(sim.intensities * 100.0, pos, algorithm=alg, n_iter=3, rng=0,
+                        progress=False, precision="double")
+        # (float32 data: equal to rounding)
+        assert np.abs(a.image - b.image).max() < 1e-5
+        assert np.abs(10 * a.probe - b.probe).max() < 1e-5 * np.abs(b.probe).max()
+
+
+def test_metrics_basic():
+    g = np.random.default_rng(0)
+    t = np.exp(1j * gaussian_filter(g.standard_normal((48, 48)), 2))
+    e = 2.0 * np.exp(0.7j) * t
+    assert object_error(e, t) < 1e-9
+    f, c = object_frc(e, t)
+    assert np.nanmin(c) > 0.999
+    assert abs(probe_correlation(e, t) - 1) < 1e-12
+    assert dispersion(e, t) < 1e-9 and dispersion(t, t * 0 + 1) > 0.01
