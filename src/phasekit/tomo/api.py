@@ -1,0 +1,134 @@
+"""Public tomography entry point :func:`reconstruct` (RESIRE, SIRT, GENFIRE-lite on the shared
+driver; FBP as a one-step method returning the same result object)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..core.errors import ConfigError
+from ..run import ReconResult, provenance, run
+from .problem import TomoProblem
+
+__all__ = ["reconstruct", "DiscrepancyStop", "ITERATIVE"]
+
+ITERATIVE = ("resire", "sirt", "genfire")
+
+
+class DiscrepancyStop:
+    """Callback for :func:`phasekit.run.run`: stop when ``R_F <= tau`` (discrepancy principle,
+    thesis line 925: iterate until the R-factor reaches the level expected from the noise).
+
+    ``tau`` is given directly, or estimated from a noise level (the R_F of the noise alone).
+    """
+
+    def __init__(self, tau: float):
+        if not (tau > 0):
+            raise ConfigError(f"discrepancy level tau must be > 0, got {tau}")
+        self.tau = float(tau)
+        self.stopped_at = None
+
+    def __call__(self, state):
+        rf = state.metrics.get("R_F")
+        if rf is not None and rf <= self.tau:
+            self.stopped_at = state.iteration
+            raise StopIteration
+
+
+def reconstruct(projections, angles=None, *, algorithm: str = "resire", n_iter: int | None = None,
+                vol_shape=None, mask=None, support=None, positive: bool = True,
+                oversampling=2.0, stop_rf: float | None = None, callback=None,
+                progress: bool | None = None, metric_every: int = 1, device=None,
+                precision: str = "single", filter: str = "ramp", angle_weights: str = "uniform",
+                x0=None,
+                **params) -> ReconResult:
+    """Reconstruct a volume from a tilt series.
+
+    Parameters
+    ----------
+    projections : array (n, Dx, Dy), TomoProblem, or TiltSeries
+    angles : tilt angles (n,) or ZYX Euler triples (n, 3) in degrees
+    algorithm : {"resire", "sirt", "genfire", "fbp"}
+    n_iter : int
+        Iterations (default: the registry default, 400 for RESIRE).
+    vol_shape, mask, support, positive, oversampling, device, precision
+        See :meth:`TomoProblem.from_arrays`.
+    stop_rf : float, optional
+        Discrepancy-principle stop: end when R_F falls to this level.
+    filter, angle_weights : str
+        FBP filter (``ramp``, ``hann``, ``shepp-logan``, ``cosine``) and angular weights
+        (``uniform`` = pi/n as ASTRA and scikit-image, or ``spacing``); see :func:`.fbp.fbp`.
+    **params
+        Algorithm parameters (RESIRE: ``step``, ``projector``; SIRT: ``relaxation``,
+        ``positive``; GENFIRE: ``cutoff``, ``rfree_fraction``, ``rfree_seed``; GENFIRE's array
+        oversampling is ``oversampling`` unless given separately in ``params``).
+    """
+    from ..cdi.api import build_stages
+
+    if isinstance(projections, TomoProblem):
+        problem = projections
+    else:
+        if hasattr(projections, "projections"):  # TiltSeries
+            ts = projections
+            angles = ts.angles if angles is None else angles
+            mask = ts.mask if mask is None else mask
+            vol_shape = ts.vol_shape if vol_shape is None else vol_shape
+            support = getattr(ts, "support", None) if support is None else support
+            projections = ts.projections
+        if angles is None:
+            raise ConfigError("angles are required")
+        problem = TomoProblem.from_arrays(projections, angles, vol_shape=vol_shape, mask=mask,
+                                          support=support, positive=positive,
+                                          oversampling=oversampling, device=device,
+                                          precision=precision)
+    alg = str(algorithm).lower()
+    config = {"algorithm": alg, "n_proj": problem.n_proj, "shape": list(problem.shape),
+              "det_shape": list(problem.det_shape), "positive": problem.positive,
+              "oversampling": problem.oversampling, "precision": problem.precision,
+              "device": str(problem.device), "params": dict(params), "stop_rf": stop_rf}
+    if alg in ("fbp", "wbp"):
+        from .fbp import fbp
+
+        if params:
+            raise ConfigError(f"parameter(s) {', '.join(sorted(params))} not accepted by fbp")
+        t0 = time.perf_counter()
+        vol = fbp(problem, filter=filter, angle_weights=angle_weights)
+        dt = time.perf_counter() - t0
+        img = problem.to_centred(vol)
+        rf = problem.rfactor(vol)
+        config["filter"] = filter
+        config["angle_weights"] = angle_weights
+        return ReconResult(image=img, images=[img], rfactors=[rf], history={"iteration": [1],
+                           "R_F": [rf]}, histories=[], n_iter=1, success=bool(np.isfinite(img).all()),
+                           message="finished", timings={"total_s": dt, "iterate_s": dt,
+                                                         "per_iteration_s": dt},
+                           config=config, provenance=provenance(problem.device))
+    from ..registry import get_algorithm
+
+    spec = get_algorithm(alg)
+    if spec.modality != "tomo":
+        raise ConfigError(f"{spec.name} is a {spec.modality} algorithm; tomography algorithms: "
+                          f"{', '.join(ITERATIVE + ('fbp',))}")
+    if spec.name == "genfire" and np.isscalar(oversampling):
+        # one oversampling for GENFIRE's array and the problem's Fourier-slice projector
+        params.setdefault("oversampling", float(oversampling))
+        config["params"] = dict(params)
+    stages = build_stages(spec.name, n_iter, None, params)
+    config["n_iter"] = stages[0].n_iter
+    cbs = []
+    stopper = None
+    if stop_rf is not None:
+        stopper = DiscrepancyStop(stop_rf)
+        cbs.append(stopper)
+    if callback is not None:
+        cbs.append(callback)
+
+    def _cb(state):
+        for c in cbs:
+            c(state)
+
+    result = run(problem, stages, starts=1, rng=0, x0=x0, callback=_cb if cbs else None,
+                 progress=progress, metric_every=metric_every, config=config)
+    if stopper is not None and stopper.stopped_at is not None:
+        result.message = f"discrepancy principle: R_F <= {stop_rf:g} at iteration {stopper.stopped_at}"
+    return result
