@@ -429,6 +429,8 @@ def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
             for st_i in range(first_stage, len(stages)):
                 stage, spec = stages[st_i], specs[st_i]
                 algo = spec.cls(problem, stage.n_iter, **stage.params)
+                if hasattr(algo, "bind_rng"):  # stochastic algorithms draw from the start's rng
+                    algo.bind_rng(g)
                 kb = algo.keep_best_default if keep_best is None else keep_best
                 if st_i == first_stage and first_k > 0:
                     algo.load_state_dict(resume_algo)
@@ -494,7 +496,9 @@ def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
             img_c = problem.to_centred(img)
             if getattr(problem, "real", False) and np.iscomplexobj(img_c):
                 img_c = np.ascontiguousarray(img_c.real)  # a real-constrained object is real
-            finished.append({"image": img_c, "rfactor": float(rf_final),
+            probe_of = getattr(problem, "probe_of", None)  # ptychography: the probe as well
+            finished.append({"probe": probe_of(img) if probe_of is not None else None,
+                             "image": img_c, "rfactor": float(rf_final),
                              "support": problem.to_centred(problem.support), "history": history,
                              "n_iter": it})
             if checkpoint is not None:
@@ -521,4 +525,5 @@ def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
         support=fin[0]["support"], history=fin[0]["history"], histories=[f["history"] for f in fin],
         n_iter=fin[0]["n_iter"], success=ok, message=msg, timings=timings, config=config or {},
         provenance=provenance(problem.device, config.get("seed") if config else None),
+        probe=fin[0].get("probe"),
     )

@@ -1,7 +1,10 @@
 """Coherent diffractive imaging: single-pattern phase retrieval."""
-from .api import build_stages, er, gps, gps_f, gps_r, hio, oss, raar, reconstruct
+from .api import build_stages, er, gps, gps_f, gps_r, hio, oss, raar, reconstruct, so2d, so4d
+from .kaczmarz import rk, vrrk, vrrk_l1, vrrk_l2
+from .mm import cprime
 from .problem import CDIProblem
 from .shrinkwrap import ShrinkWrap, autocorrelation_support
 
 __all__ = ["reconstruct", "er", "hio", "raar", "oss", "gps", "gps_r", "gps_f", "CDIProblem",
-           "ShrinkWrap", "autocorrelation_support", "build_stages"]
+           "ShrinkWrap", "autocorrelation_support", "build_stages", "rk", "vrrk", "vrrk_l2", "vrrk_l1",
+           "cprime", "so2d", "so4d"]

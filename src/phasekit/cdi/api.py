@@ -152,3 +152,7 @@ oss = _make("oss", "Oversampling smoothness (Rodriguez et al. 2013): 10 filter s
 gps_r = _make("gps-r", "GPS-R (Pham thesis Algorithm 1): PDHG with real-space smoothing of the dual.")
 gps_f = _make("gps-f", "GPS-F (Pham thesis Algorithm 2): PDHG with Fourier-space smoothing of the dual.")
 gps = gps_r
+so2d = _make("so2d", "SO2D (Marchesini 2007): HIO with (alpha, beta) from the 2-D subspace saddle point, "
+                     "trust-region SR1 (docs/saddle.md).")
+so4d = _make("so4d", "SO4D (Marchesini 2007): the 4-D subspace saddle point with the previous pair of "
+                     "directions (docs/saddle.md).")

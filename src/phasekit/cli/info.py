@@ -14,7 +14,11 @@ from .main import common_options
 def info(file: str) -> None:
     """Describe a data or result file (CXI/HDF5, .npy, .npz)."""
     from ..io import describe
+    from ..io.ptycho import describe_ptycho, is_ptycho_file
 
+    if is_ptycho_file(file):  # a ptychography scan (frame stack + translations)
+        click.echo(describe_ptycho(file))
+        return
     click.echo(describe(file))
 
 

@@ -237,6 +237,8 @@ from .demo import demo  # noqa: E402
 from .info import algorithms, info  # noqa: E402
 from .reconstruct import reconstruct  # noqa: E402
 from .simulate import simulate  # noqa: E402
+from .kmeans import kmeans  # noqa: E402
 
 for _cmd in (simulate, reconstruct, info, algorithms, demo):
     cli.add_command(_cmd)
+cli.add_command(kmeans)

@@ -466,6 +466,22 @@ def reconstruct(ctx: click.Context, input_file, **values) -> None:
         return name in from_config or src not in (None, ParameterSource.DEFAULT,
                                                    ParameterSource.DEFAULT_MAP)
 
+    from ..tomo.io import is_tomo_file  # tomography tilt series: see cli/reconstruct_tomo.py
+
+    if is_tomo_file(input_file):
+        from .reconstruct_tomo import run_tomo
+
+        run_tomo(input_file, values, params, given)
+        return
+
+    from ..io.ptycho import is_ptycho_file  # ptychography scans: see cli/reconstruct_ptycho.py
+
+    if is_ptycho_file(input_file):
+        from .reconstruct_ptycho import run_ptycho
+
+        run_ptycho(input_file, values, params, given)
+        return
+
     if values.get("schedule"):
         ignored = [f"--{n}" for n in ("algorithm", "iterations") if given(n)]
         if ignored:

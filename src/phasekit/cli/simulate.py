@@ -141,3 +141,12 @@ def simulate_cdi_cmd(obj, size, oversampling, photons, read_noise, beamstop, gap
                                   wavelength=wavelength, distance=distance,
                                   pixel_size=pixel_size)
     click.echo(simulation_summary(sim, path))
+
+
+# tomography (phasekit.tomo): ``phasekit simulate tomo``
+from .simulate_tomo import simulate_tomo_cmd  # noqa: E402
+
+simulate.add_command(simulate_tomo_cmd)
+
+# ptychography (phasekit.ptycho): ``phasekit simulate ptycho`` (registers itself on the group)
+from . import simulate_ptycho as _simulate_ptycho  # noqa: E402,F401

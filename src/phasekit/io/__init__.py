@@ -14,6 +14,7 @@ h5py is imported only when an HDF5 file is read or written.
 from .atomic import atomic_save_bytes, atomic_save_text, atomic_write
 from .arrays import DiffractionData, dumps_json, loads_json, save_npz_diffraction, to_jsonable
 from .cxi import describe, read_diffraction, read_result, write_diffraction, write_result
+from .ptycho import PtychoData, is_ptycho_file, read_ptycho, write_ptycho, write_ptycho_result
 
 __all__ = [
     "atomic_write",
@@ -29,4 +30,9 @@ __all__ = [
     "to_jsonable",
     "dumps_json",
     "loads_json",
+    "PtychoData",
+    "read_ptycho",
+    "write_ptycho",
+    "write_ptycho_result",
+    "is_ptycho_file",
 ]
