@@ -8,7 +8,7 @@ from phasekit.cdi.hio import HybridInputOutput, hio_direction
 from phasekit.cdi.kernels import fourier_project
 from phasekit.core.errors import ConfigError, FileFormatError, InputError
 from phasekit.metrics import relative_error
-from phasekit.operators import apply_constraints, constraint_mask
+from phasekit.operators import constraint_mask
 from phasekit.run import parse_schedule
 
 # ---------------------------------------------------------------- identities

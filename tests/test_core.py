@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from phasekit.core import (ConfigError, InputError, as_tensor, complex_dtype, fftc, from_work, ifftc,
+from phasekit.core import (InputError, as_tensor, complex_dtype, fftc, from_work, ifftc,
                            make_rng, real_dtype, resolve_device, spawn_rngs, to_numpy, to_work)
 
 

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .core.errors import ConfigError, InputError
+from .core.errors import ConfigError
 from .core.rng import spawn_rngs
 
 log = logging.getLogger("phasekit")

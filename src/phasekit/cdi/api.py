@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from pydantic import ValidationError
 
-from ..core.errors import ConfigError, InputError
+from ..core.errors import ConfigError
 from ..registry import get_algorithm
 from ..run import ReconResult, Stage, parse_schedule, run
 from .problem import CDIProblem

@@ -1,7 +1,6 @@
 """Error reduction (Gerchberg-Saxton-Fienup)."""
 from __future__ import annotations
 
-from pydantic import Field
 
 from .base import ProjectionAlgorithm, StrictConfig
 from .kernels import ER

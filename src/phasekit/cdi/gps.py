@@ -46,7 +46,7 @@ from pydantic import Field
 from ..learn.smoothing import laplacian_smoothing_divisor
 from ..run import Algorithm
 from .base import StrictConfig
-from .filters import freq_index_sq, oss_alphas, radius_sq
+from .filters import oss_alphas, radius_sq
 from .kernels import fourier_project, gps_dual, gps_primal, scale_
 
 

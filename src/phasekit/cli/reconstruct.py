@@ -269,7 +269,6 @@ def load_support(spec: str, data) -> tuple[Any, str]:
 
 def run_reconstruction(opts: ReconOptions, echo=click.echo) -> dict:
     """Read, reconstruct, save the result and the figure, print a summary; return the facts."""
-    import numpy as np
 
     from ..cdi import reconstruct
     from ..core.errors import ConfigError

@@ -49,7 +49,6 @@ class _Adjoint(LinearOperator):
 
 def _random(shape, dtype, device, rng):
     if dtype.is_complex:
-        real = torch.finfo(dtype).dtype if hasattr(torch.finfo(dtype), "dtype") else torch.float32
         a = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
         return torch.as_tensor(a).to(device=device, dtype=dtype)
     return torch.as_tensor(rng.standard_normal(shape)).to(device=device, dtype=dtype)
