@@ -173,15 +173,61 @@ def test_snapshot_cache_matches_row_products():
     assert torch.allclose(v._D, D.to(v._D.dtype), atol=1e-14)
 
 
+# --------------------------------------------------------------------------- linear system (fixed phases)
+def _linear_run(p, t, cls, n_epochs, x0, backend=None, **kw):
+    """Run ``cls`` on the *linear* system ``<a_j, x> = b_j phase((F t)_j)`` (phases fixed to the
+    truth's, ``_fixed_phase`` hook) and return the relative error after every epoch."""
+    backend = backend or ("numba" if HAVE_NUMBA else "torch")
+    a = cls(p, n_epochs, seed=3, backend=backend, **kw)
+    tw = p.from_centred(t).to(p.cdtype)
+    R = FourierRows(p.shape, p.support, p.measured, dtype=torch.complex128)
+    z = p.fft(tw).reshape(-1)[torch.from_numpy(R.row_index_np)].to(torch.complex128)
+    a._fixed_phase = z / z.abs()
+    a.initialize(x0)
+    errs = []
+    for k in range(n_epochs):
+        a.step(k)
+        errs.append(float((a.estimate() - tw).abs().norm() / tw.abs().norm()))
+    return np.array(errs)
+
+
+@pytest.mark.parametrize("real", [True, False])
+def test_vrrk_linear_system_converges_to_machine_precision(real):
+    """Issue 4 item 1: with the phases fixed to the truth's, the problem is the consistent linear
+    system A x = y.  The control variate (row residual at x minus at the snapshot plus the full
+    term, same row normalisation and sampling as RK) must give linear convergence to machine
+    precision: default epoch length s = d/2 and the unit step, and also the former default
+    (s = m, relax = 0.2), more slowly.  With s = m and the unit step the control-variate noise
+    ``(P_i - E P_i)(xbar - x*)`` saturates at alpha/(2 - alpha) = 1 times ``||xbar - x*||^2``:
+    no progress per epoch (SVRG theory, docs/kaczmarz.md), which is why the default changed."""
+    p, t, sup, I, mask = make_problem(real=real)
+    x0 = p.random_start(np.random.default_rng(0))
+    rk = _linear_run(p, t, RandomizedKaczmarz, 6, x0)
+    vr = _linear_run(p, t, VRRK, 6, x0)
+    assert rk[-1] < 1e-12 and vr[-1] < 1e-12, (rk, vr)
+    m = int(mask.sum())
+    slow = _linear_run(p, t, VRRK, 12, x0, epoch_length=m, relax=0.2)
+    assert slow[-1] < 1e-6 and np.all(np.diff(np.log(slow[:8])) < 0), slow
+    # per-epoch factor ~ sqrt(alpha / (2 - alpha)) = 0.33 at relax 0.2 (tight-frame model)
+    assert 0.15 < (slow[7] / slow[1]) ** (1 / 6) < 0.5
+    stall = _linear_run(p, t, VRRK, 6, x0, epoch_length=m, relax=1.0)
+    assert stall[-1] > 0.1, stall
+    if HAVE_NUMBA:  # the torch reference (CUDA path) honours the fixed phases the same way
+        a = _linear_run(p, t, VRRK, 1, x0, backend="torch", epoch_length=200)
+        b = _linear_run(p, t, VRRK, 1, x0, backend="numba", epoch_length=200)
+        assert abs(a[0] - b[0]) < 1e-9 * b[0]
+
+
 # --------------------------------------------------------------------------- equivalences
 @pytest.mark.parametrize("real", [True, False])
 def test_literal_vrrk_first_epoch_is_rk(real):
     """Without a control variate (the literal Algorithm 1 before its first snapshot) and relax = 1,
     VR-RK is exactly RK (digest §7 item 1)."""
-    p, *_ = make_problem(real=real)
+    p, t, sup, I, mask = make_problem(real=real)
     x0 = p.random_start(np.random.default_rng(7))
+    m = int(mask.sum())
     r = RandomizedKaczmarz(p, 1, seed=11, relax=1.0)
-    v = VRRK(p, 1, seed=11, relax=1.0, variant="literal")
+    v = VRRK(p, 1, seed=11, relax=1.0, variant="literal", epoch_length=m)
     r.initialize(x0)
     v.initialize(x0)
     r.step(0)
@@ -261,6 +307,26 @@ def test_vrrk_recovers_from_a_close_start():
     assert h[-1] < 1e-6 * h[0]
 
 
+def test_vrrk_default_matches_rk_from_lowres_start():
+    """Issue 4 regression: noise-free, central gap, low-resolution start (digest §2.9 mode ii).
+    With the default snapshot interval s = |S|/2 and the unit step VR-RK reaches machine
+    precision like RK in 15 epochs; the former default (s = m, relax 0.2) is still at ~1e-5 and
+    the digest's s = m with the unit step does not converge (control-variate noise floor)."""
+    p, t, sup, I, mask = make_problem(real=True, positive=True)
+    f = np.fft.fftfreq(t.shape[0])
+    g = np.exp(-(f[:, None] ** 2 + f[None, :] ** 2) / 0.02)
+    x0 = np.fft.fftshift(np.fft.ifft2(np.fft.fft2(np.fft.ifftshift(t)) * g).real) * sup
+    assert 0.3 < relative_error(x0, t) < 0.5
+    kw = dict(mask=mask, n_iter=15, real=True, positive=True, x0=x0, rng=1, precision="double", progress=False)
+    err = {}
+    for label, alg, extra in [("rk", "rk", {}), ("vrrk", "vrrk", {}),
+                              ("former", "vrrk", dict(epoch_length=int(mask.sum()), relax=0.2)),
+                              ("s=m unit", "vrrk", dict(epoch_length=int(mask.sum()), relax=1.0))]:
+        err[label] = relative_error(reconstruct(I * mask, sup, algorithm=alg, **kw, **extra).image.real, t)
+    assert err["rk"] < 1e-12 and err["vrrk"] < 1e-12, err
+    assert err["former"] > 1e-7 and err["s=m unit"] > 1e-2, err
+
+
 def test_rk_recovers_complex_object():
     p, t, sup, I, mask = make_problem(n=32, w=12, real=False, gap=False, seed=0)
     res = reconstruct(I, sup, algorithm="rk", n_iter=25, rng=1, precision="double", progress=False,
@@ -283,7 +349,9 @@ def test_regularised_variants_shrink_and_converge():
     assert relative_error(l1.image.real, t) < 0.05
     for r in (l2, l1):
         h = r.history["objective"]
-        assert h[-1] <= h[0] and np.isfinite(h).all()
+        # converged within the first epoch; the real-object per-row ridge / threshold scaling
+        # (rho_row = 4 gamma / ||A||_F^2) puts the fixed point ~1e-6 (relative) off the minimiser
+        assert h[-1] <= h[0] * (1 + 1e-5) and np.isfinite(h).all()
 
 
 def test_multistart_uses_independent_row_streams():

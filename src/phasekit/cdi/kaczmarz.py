@@ -38,9 +38,22 @@ Ambiguities of the paper and the resolutions chosen here (also in docs/kaczmarz.
 * VR-RK (Algorithm 1): the printed step ``m/||A||_F^2`` with eq. (11) is ``m`` times the RK step
   and diverges; the canonical iteration (digest §2.4) is ``x <- x + relax [delta_i(x) -
   delta_i(xbar) + D]`` with ``D = E_i delta_i(xbar) = (1/m) A^H coef(xbar)`` (one FFT pair per
-  snapshot, rows cached).  ``variant="literal"`` runs the printed layout: no snapshot at the start
-  (the control variates are 0, so the first ``s`` steps are plain RK) and a snapshot every ``s``
-  steps; the printed step itself is ``relax = m`` in this parametrisation.
+  snapshot, rows cached).  Each residual keeps the phase of its own point (``phase(<a_i, x>)`` in
+  ``delta_i(x)``, ``phase(<a_i, xbar>)`` in ``delta_i(xbar)``): the step is unbiased (its mean is
+  the mean RK step at ``x``) and vanishes at ``x = xbar = x*``, so the control variate leaves no
+  bias at the solution.  (Taking the phase at ``x`` in both terms would turn the stochastic part
+  into the linear ``<a_i, x - xbar>`` and the mean step into a least-squares step towards the
+  snapshot's phases -- also consistent at the fixed point, but biased away from it; not used.)
+  ``variant="literal"`` runs the printed layout: no snapshot at the start (the control variates
+  are 0, so the first ``s`` steps are plain RK) and a snapshot every ``s`` steps; the printed step
+  itself is ``relax = m`` in this parametrisation.
+* VR-RK epoch length (issue 4; docs/kaczmarz.md): the default snapshot interval is ``s = d/2``
+  row steps (``d`` real unknowns: ``|S|`` real, ``2|S|`` complex) with the unit step, not the
+  digest's ``s = m``.  Between snapshots the control-variate noise ``(P_i - E P_i)(xbar - x*)``
+  (``P_i`` the linearised row projection) builds up to ``relax/(2 - relax) ||xbar - x*||^2``
+  (SVRG on a consistent system), so with ``s = m >> d`` the unit step makes no progress per epoch
+  and small ``relax`` converges slowly; with ``s <= d/2`` VR-RK converges like RK on the linear
+  system (tests: phases fixed to the truth's through the ``_fixed_phase`` hook).
 * VR-RK-L2 (eqs. 14-16): per-row ``gamma`` of (14) equals ``rho_row ||a_k||^2``; the implemented
   update is ``x <- x + relax [delta_i(x) - delta_i(xbar) + D - rho_row x] / (1 + rho_row)`` (for
   complex ``x`` identical to (15)-(16)).  The parameter ``gamma`` is the objective-level weight of
@@ -219,7 +232,7 @@ def _build_kernels():  # pragma: no cover - compiled code
 
     @jit
     def epoch_complex(x, order, k1, k2, amp, E1, E2, pa, pb, cbar, D, use_cv, inv_n, relax,
-                      rho_row, tau, wbuf):
+                      rho_row, tau, wbuf, fixph, use_fix):
         P = x.size
         sc = relax / (1.0 + rho_row)
         shrink = 1.0 - relax * rho_row / (1.0 + rho_row)
@@ -237,7 +250,10 @@ def _build_kernels():  # pragma: no cover - compiled code
                 zi += v.real * w.imag + v.imag * w.real
             az = math.sqrt(zr * zr + zi * zi)
             b = amp[j]
-            if az > 0.0:
+            if use_fix:
+                tr = b * fixph[j].real
+                ti = b * fixph[j].imag
+            elif az > 0.0:
                 tr = b * zr / az
                 ti = b * zi / az
             else:
@@ -260,7 +276,7 @@ def _build_kernels():  # pragma: no cover - compiled code
 
     @jit
     def epoch_real(x, order, k1, k2, amp, E1, E2, pa, pb, H, cbar, D, use_cv, relax, rho_row,
-                   tau, wbuf):
+                   tau, wbuf, fixph, use_fix):
         P = x.size
         sc = relax / (1.0 + rho_row)
         shrink = 1.0 - relax * rho_row / (1.0 + rho_row)
@@ -278,7 +294,10 @@ def _build_kernels():  # pragma: no cover - compiled code
                 zi += v * w.imag
             az = math.sqrt(zr * zr + zi * zi)
             b = amp[j]
-            if az > 0.0:
+            if use_fix:
+                rr = b * fixph[j].real - zr
+                ri = b * fixph[j].imag - zi
+            elif az > 0.0:
                 rr = b * zr / az - zr
                 ri = b * zi / az - zi
             else:
@@ -301,7 +320,31 @@ def _build_kernels():  # pragma: no cover - compiled code
                     v = (v / a) * max(a - tau, 0.0) if a > 0.0 else v
                 x[p] = v
 
-    return epoch_complex, epoch_real
+    @jit
+    def snap_coef(z, amp, H, fixph, use_fix, real, inv_n, out):
+        """Snapshot coefficients ``coef_j(xbar)`` of every row from ``z = A xbar`` (the same
+        arithmetic as the row kernels)."""
+        for j in range(z.size):
+            zr = z[j].real
+            zi = z[j].imag
+            b = amp[j]
+            if use_fix:
+                rr = b * fixph[j].real - zr
+                ri = b * fixph[j].imag - zi
+            else:
+                az = math.sqrt(zr * zr + zi * zi)
+                if az > 0.0:
+                    rr = b * zr / az - zr
+                    ri = b * zi / az - zi
+                else:
+                    rr = b - zr
+                    ri = -zi
+            if real:
+                out[j] = complex(H[j, 0] * rr + H[j, 1] * ri, H[j, 1] * rr + H[j, 2] * ri)
+            else:
+                out[j] = complex(rr * inv_n, ri * inv_n)
+
+    return epoch_complex, epoch_real, snap_coef
 
 
 try:
@@ -309,15 +352,17 @@ try:
         raise ImportError
     import numba
 
-    _EPOCH_COMPLEX, _EPOCH_REAL = _build_kernels()
+    _EPOCH_COMPLEX, _EPOCH_REAL, _SNAP_COEF = _build_kernels()
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover
     HAVE_NUMBA = False
 
 
-def _epoch_torch(x, order, T, amp, cbar, D, use_cv, inv_n, relax, rho_row, tau, real):
+def _epoch_torch(x, order, T, amp, cbar, D, use_cv, inv_n, relax, rho_row, tau, real, fixph=None):
     """Plain-torch reference of the epoch kernels: the same arithmetic, one row at a time, on
-    any device (what CUDA tensors run).  ``x`` (support vector) is updated in place."""
+    any device (what CUDA tensors run).  ``x`` (support vector) is updated in place.  ``fixph``
+    (optional, unit complex per row) replaces ``phase(<a_j, x>)``: the linear system
+    ``<a_j, x> = b_j fixph_j``."""
     sc = relax / (1.0 + rho_row)
     shrink = 1.0 - relax * rho_row / (1.0 + rho_row)
     E1, E2, pa, pb, k1, k2, H = T["E1"], T["E2"], T["pa"], T["pb"], T["k1"], T["k2"], T["H"]
@@ -327,8 +372,11 @@ def _epoch_torch(x, order, T, amp, cbar, D, use_cv, inv_n, relax, rho_row, tau, 
         z = (x.to(acc) * w.to(acc)).sum()
         az = z.abs()
         b = amp[j].to(torch.float64)
-        ph = torch.where(az > 0, z / torch.where(az > 0, az, torch.ones_like(az)),
-                         torch.ones_like(z))
+        if fixph is not None:
+            ph = fixph[j].to(acc)
+        else:
+            ph = torch.where(az > 0, z / torch.where(az > 0, az, torch.ones_like(az)),
+                             torch.ones_like(z))
         rho = b * ph - z
         if real:
             cr = H[j, 0] * rho.real + H[j, 1] * rho.imag
@@ -352,6 +400,13 @@ def _epoch_torch(x, order, T, amp, cbar, D, use_cv, inv_n, relax, rho_row, tau, 
         x.copy_(v)
 
 
+def default_epoch_length(rows: FourierRows, real: bool) -> int:
+    """Default VR-RK snapshot interval ``s = d/2``, ``d`` = number of real unknowns (``|S|`` for a
+    real object, ``2|S|`` for a complex one); see :class:`VRRKConfig`."""
+    d = rows.n_support * (1 if real else 2)
+    return max(1, (d + 1) // 2)
+
+
 # --------------------------------------------------------------------------- configs
 class RKConfig(StrictConfig):
     """Parameters of randomized Kaczmarz (eqs. 9-10; digest 000 §2.3, §2.10)."""
@@ -371,15 +426,19 @@ class RKConfig(StrictConfig):
 class VRRKConfig(RKConfig):
     """Parameters of VR-RK (Algorithm 1, canonical form of digest 000 §2.4).
 
-    ``relax`` defaults to 0.2, not 1: with ``relax = 1`` (the implicit unit step of eq. (16))
-    the control-variate noise ``(P_i - E P_i)(xbar - x*)`` is not damped and VR-RK stalls or
-    diverges on noisy data (benchmarks/results/kaczmarz_noise.md); SVRG needs a step well below
-    the inverse smoothness (Johnson & Zhang 2013).  ``relax = 1`` stays available.
+    Defaults (a resolution of ours, docs/kaczmarz.md "Why the epoch length matters"): the unit step
+    ``relax = 1`` of eq. (16) and a snapshot every ``s = d/2`` row steps, ``d`` the number of real
+    unknowns (``|S|`` for real objects, ``2|S|`` for complex ones).  The digest's ``s = m`` (one
+    pass) is far too long: between snapshots the control-variate noise ``(P_i - E P_i)(xbar - x*)``
+    builds up to ``alpha/(2 - alpha) ||xbar - x*||^2``, so with ``s = m >> d`` and ``relax = 1`` an
+    epoch does not reduce the error at all, and only ``relax << 1`` (slow) converges.
+    ``epoch_length`` and ``relax`` stay free (``epoch_length=m, relax=0.2`` is the former default).
     """
 
-    relax: float = Field(0.2, gt=0.0, description="relaxation alpha of every row step (1 = the paper's unit step)")
+    relax: float = Field(1.0, gt=0.0, description="relaxation alpha of every row step (1 = the paper's unit step)")
 
-    epoch_length: int | None = Field(None, ge=1, description="snapshot every s row steps (default m = |M|)")
+    epoch_length: int | None = Field(
+        None, ge=1, description="snapshot every s row steps (default d/2, d = real unknowns: |S| real, 2|S| complex)")
     variant: Literal["canonical", "literal"] = Field(
         "canonical", description="canonical: snapshot at the start; literal: printed Algorithm 1 layout")
 
@@ -446,6 +505,11 @@ class RandomizedKaczmarz(Algorithm):
         self.rng = make_rng(seed) if seed is not None else None
         self._seeded = seed is not None
         self.rows: FourierRows | None = None
+        #: optional unit phase per row (complex128, length m, row order of :class:`FourierRows`):
+        #: when set, ``phase(<a_j, x>)`` is replaced by it everywhere (row steps and snapshots), so
+        #: the methods solve the *linear* system ``<a_j, x> = b_j fixed_phase_j`` -- the
+        #: linearisation used to test the control-variate algebra (tests/test_kaczmarz.py).
+        self._fixed_phase: torch.Tensor | None = None
         self._since_snap = 0
         self._cv_active = False
 
@@ -482,7 +546,7 @@ class RandomizedKaczmarz(Algorithm):
         self.tau = self.relax * self.lam / ((1.0 if self._real else 2.0) * R.frob2)
         self._wbuf = np.empty(R.n_support, dtype=R.E1_np.dtype)
         m = R.m
-        self.s = int(self.epoch_length) if self.epoch_length is not None else m
+        self.s = int(self.epoch_length) if self.epoch_length is not None else default_epoch_length(R, self._real)
 
     def _use_numba(self, xs) -> bool:
         if self.backend == "torch":
@@ -535,8 +599,21 @@ class RandomizedKaczmarz(Algorithm):
         R = self.rows
         dev = self.xs.device
         z = R.forward(self.xs).to(torch.complex128)
-        az = z.abs()
-        ph = torch.where(az > 0, z / torch.where(az > 0, az, torch.ones_like(az)), torch.ones_like(z))
+        if self._use_numba(self.xs):
+            use_fix = self._fixed_phase is not None
+            fix = self._fixed_phase.numpy() if use_fix else np.ones(1, np.complex128)
+            cn = np.empty(R.m, np.complex128)
+            _SNAP_COEF(z.numpy(), self._amp.numpy(), R.H_np, fix, use_fix, self._real, self._inv_n, cn)
+            self._cbar = torch.from_numpy(cn)
+            D = R.adjoint(self._cbar.to(R.dtype)).to(torch.complex128) / R.m
+            self._D = (D.real if self._real else D).to(self.xs.dtype).contiguous()
+            self._cv_active = True
+            return
+        if self._fixed_phase is not None:
+            ph = self._fixed_phase.to(torch.complex128)
+        else:
+            az = z.abs()
+            ph = torch.where(az > 0, z / torch.where(az > 0, az, torch.ones_like(az)), torch.ones_like(z))
         rho = self._amp.to(torch.float64) * ph - z
         if self._real:
             H = R.tensors(dev)["H"]
@@ -557,17 +634,19 @@ class RandomizedKaczmarz(Algorithm):
             amp = self._amp.numpy()
             cbar = self._cbar.numpy() if self.variance_reduced else np.zeros(1, np.complex128)
             D = self._D.numpy() if self.variance_reduced else np.zeros(1, xn.dtype)
+            use_fix = self._fixed_phase is not None
+            fix = self._fixed_phase.numpy() if use_fix else np.ones(1, np.complex128)
             if self._real:
                 _EPOCH_REAL(xn, order, R.k1, R.k2, amp, R.E1_np, R.E2_np, R.pa, R.pb, R.H_np, cbar, D,
-                            use_cv, self.relax, self.rho_row, self.tau, self._wbuf)
+                            use_cv, self.relax, self.rho_row, self.tau, self._wbuf, fix, use_fix)
             else:
                 _EPOCH_COMPLEX(xn, order, R.k1, R.k2, amp, R.E1_np, R.E2_np, R.pa, R.pb, cbar, D, use_cv,
-                               self._inv_n, self.relax, self.rho_row, self.tau, self._wbuf)
+                               self._inv_n, self.relax, self.rho_row, self.tau, self._wbuf, fix, use_fix)
         else:
             cbar = self._cbar if self.variance_reduced else None
             D = self._D if self.variance_reduced else None
             _epoch_torch(self.xs, order, R.tensors(self.xs.device), self._amp, cbar, D, use_cv,
-                         self._inv_n, self.relax, self.rho_row, self.tau, self._real)
+                         self._inv_n, self.relax, self.rho_row, self.tau, self._real, self._fixed_phase)
 
     def _draw(self) -> np.ndarray:
         m = self.rows.m
@@ -649,10 +728,19 @@ class VRRK(RandomizedKaczmarz):
     digest 000 §2.4.
 
     ``x <- x + relax [delta_i(x) - delta_i(xbar) + D]`` with ``D = E_i delta_i(xbar)``; the
-    snapshot ``xbar`` is retaken every ``epoch_length`` steps (default ``m``, one pass) with one
-    FFT pair that also caches ``delta_i(xbar)``'s coefficient for every row.  ``variant="literal"``
-    starts without control variate (the printed layout).  With ``relax = 1`` and no snapshot the
-    iteration is exactly RK.
+    snapshot ``xbar`` is retaken every ``epoch_length`` steps (default ``d/2``, ``d`` the number
+    of real unknowns; see :class:`VRRKConfig`) with one FFT pair that also caches
+    ``delta_i(xbar)``'s coefficient for every row.  ``variant="literal"`` starts without control
+    variate (the printed layout).  With ``relax = 1`` and no snapshot the iteration is exactly RK.
+
+    Notes
+    -----
+    On noise-free data the fixed points differ from RK's: RK stops only where every row
+    constraint holds (an exact solution), VR-RK wherever the averaged step ``D`` vanishes, i.e. at
+    any stationary point of the (row-weighted) amplitude loss.  With frequent snapshots an epoch
+    acts like an over-relaxed ER step, and like ER it can stagnate at such a point (issue 4,
+    benchmarks/results/kaczmarz_gap.md).  On noisy (inconsistent) data this is the intended
+    behaviour: VR-RK converges to a minimiser of the loss where RK keeps oscillating.
     """
 
     name = "vrrk"
