@@ -12,7 +12,10 @@ HIO, SO2D and SO4D are timed in a shuffled order in each repeat and the ratio to
 the same repeat is kept; tables give medians over repeats, so slow phases of the shared machine
 cancel.  FFTs per iteration are counted by wrapping the problem's ``fft`` / ``ifft``.
 
-Run ``python benchmarks/saddle_speed.py`` (about 3 min) or ``--quick``.
+A second table splits an SO2D iteration into its passes (each fused CPU kernel timed alone) and the
+rest (Python, wrappers, in-loop cache misses).
+
+Run ``python benchmarks/saddle_speed.py`` (under a minute on one core) or ``--quick``.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import time
 
 import numpy as np
 
-from _common import (RESULTS, claim, claims_markdown, machine_meta, md_table, meta_markdown,
+from _common import (RESULTS, claim, claims_markdown, loadavg, machine_meta, md_table, meta_markdown,
                      save_figure, set_threads, write_results)
 
 NAME = "saddle_speed"
@@ -63,6 +66,40 @@ def count_ffts(problem, algo, n=5):
     return calls[0] / n
 
 
+def pass_costs(p, algo, reps=41):
+    """Median time of each pass of one SO2D iteration on the fused CPU path, run in isolation on
+    copies of the algorithm's arrays (warm caches: a lower bound of their cost inside the loop)."""
+    import torch
+
+    from phasekit.cdi import saddle as S
+
+    if not (S.HAVE_NUMBA and algo._fused):
+        return None
+    v = algo._get_views()
+    z, gs, gm = (v[k].copy() for k in ("z", "gs", "gm"))
+    amp, meas = v["amp"], v["meas"]
+    y = algo.y.clone()
+    gms = p.fft(y).contiguous().numpy()
+    supp = p.support.numpy()
+    out = np.empty(12)
+    zt = torch.from_numpy(gm)
+
+    def med(f):
+        f()
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            f()
+            ts.append(time.perf_counter() - t0)
+        return float(np.median(ts))
+
+    return {"fft_pair_s": med(lambda: p.fft(p.ifft(zt))),
+            "mask_s": med(lambda: S._MASK(y.numpy(), supp, False)),
+            "setup_s": med(lambda: S._SETUP2N(z, gs, gm, gms, amp, meas, 1.0, 0.9, out)),
+            "evaluation_s": med(lambda: S._EVAL2N(z, gs, gm, gms, amp, meas, 1.0, 0.9, False, out)),
+            "update_s": med(lambda: S._APPLY2P(z, gs, gm, gms, amp, meas, 0.0, 0.0))}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -81,6 +118,7 @@ def main():
 
     order_rng = np.random.default_rng(0)
     results = {}
+    costs = {}
     for n in args.sizes:
         p = make_problem(n)
         x0 = p.random_start(np.random.default_rng(1))
@@ -113,6 +151,7 @@ def main():
                 ratios[a].append(t_rep[a] / t_rep["hio"])
         for a in evals:
             inner[a] = float(np.mean(evals[a]))
+        costs[n] = pass_costs(p, algos["so2d"])
         results[n] = {a: {"time_per_iter_s": float(np.median(times[a])),
                           "ratio_to_hio": float(np.median(ratios[a])),
                           "ratio_q25": float(np.percentile(ratios[a], 25)),
@@ -155,6 +194,19 @@ def main():
     ax.legend()
     save_figure(fig, RESULTS / f"{name}_ratio.png")
 
+    crows = []
+    for n in args.sizes:
+        c = costs.get(n)
+        if not c:
+            continue
+        t_so2d = results[n]["so2d"]["time_per_iter_s"]
+        ev = results[n]["so2d"]["mean_evaluations_per_iter"]
+        passes = c["fft_pair_s"] + c["mask_s"] + c["setup_s"] + max(ev - 1, 0) * c["evaluation_s"] + c["update_s"]
+        c["rest_s"] = t_so2d - passes
+        crows.append([f"{n}^2", f"{1e3 * results[n]['hio']['time_per_iter_s']:.3f}", f"{1e3 * t_so2d:.3f}",
+                      f"{1e3 * c['fft_pair_s']:.3f}", f"{1e3 * c['mask_s']:.3f}", f"{1e3 * c['setup_s']:.3f}",
+                      f"{1e3 * c['evaluation_s']:.3f} x {max(ev - 1, 0):.2f}", f"{1e3 * c['update_s']:.3f}",
+                      f"{1e3 * c['rest_s']:.3f}"])
     rows = []
     for n in args.sizes:
         for a in ALGS:
@@ -171,6 +223,15 @@ outer iteration (the first one is fused into the set-up pass).
 
 {md_table(["size", "algorithm", "ms / iteration", "ratio to HIO", "ratio IQR", "FFTs / iteration", "evaluations / iteration"], rows)}
 
+Where an SO2D iteration's time goes (ms; each fused CPU pass timed alone on copies of the arrays, so
+with warm caches -- inside the loop they cost more; "rest" = SO2D's time per iteration minus the
+passes: Python, the FFT wrappers, and the cache misses and other jobs' interference inside the loop):
+
+{md_table(["size", "HIO", "SO2D", "FFT pair", "mask", "set-up + 1st evaluation", "evaluation x extra", "update + next projection", "rest"], crows) if crows else "(fused kernels not available)"}
+
+Load average (1, 5, 15 min) at start {meta["machine"].get("loadavg_at_start")}, at end {loadavg()} (a shared
+2-core machine: other jobs raise SO2D's ratio more than HIO's -- its working set is larger).
+
 ## Claims
 
 {claims_markdown(claims)}
@@ -180,6 +241,7 @@ outer iteration (the first one is fused into the set-up pass).
 {meta_markdown(meta)}
 """
     write_results(name, {"name": name, "claims": claims, "results": {str(k): v for k, v in results.items()},
+                         "pass_costs": {str(k): v for k, v in costs.items()},
                          "config": vars(args), "target_ratio": TARGET, "meta": meta}, md)
     print(md)
 

@@ -187,21 +187,83 @@ def test_generated_kernel_module_matches_generator():
 
 
 @pytest.mark.skipif(not saddle.HAVE_NUMBA, reason="numba not installed")
-@pytest.mark.parametrize("cls", [SO2D, SO4D])
-def test_torch_path_gives_the_same_iterates(box, cls):
-    """The plain-torch path (what CUDA runs) and the fused CPU kernels: same iterates (float64)."""
+@pytest.mark.parametrize("cls,params", [(SO2D, {}), (SO4D, {}), (SO4D, {"previous": "step"})])
+def test_torch_path_gives_the_same_iterates(box, cls, params):
+    """The plain-torch path (what CUDA runs) and the fused CPU kernels (current pair not stored,
+    update fused with the next modulus projection and SO4D's shift): same iterates (float64)."""
     truth, sup, I = box
     p = CDIProblem.from_arrays(I, sup, precision="double")
     x0 = p.random_start(np.random.default_rng(7))
-    a, b = cls(p, 20), cls(p, 20)
+    a, b = cls(p, 20, **params), cls(p, 20, **params)
     a.initialize(x0)
     b.initialize(x0)
     b._fused = False  # force the reference path
-    for k in range(15):
+    # (10 steps with previous="step": rounding differences of 1e-13 can grow to 1e-7 by step 14)
+    for k in range(10 if params else 15):
         a.step(k)
         b.step(k)
-    assert b._views is None
+        assert cls is SO2D or a.info["dims"] == b.info["dims"]
+    assert b._views is None and a._gm_ok and not b._gm_ok
     assert torch.allclose(a.iterate(), b.iterate(), atol=1e-8)
+    if cls is SO4D:  # the previous pair the fused update wrote
+        assert torch.allclose(a.D[2:4], b.D[2:4], atol=1e-8)
+
+
+@pytest.mark.skipif(not saddle.HAVE_NUMBA, reason="numba not installed")
+def test_unstored_pair_kernels_match_stored_directions(small_cdi_complex):
+    """SO2D / SO4D on the CPU form d~_s = gms - gs and d~_sbar = gms - gm on the fly: the same dot
+    products, evaluations and Hessians as the kernels reading stored directions (single
+    precision, unmeasured pixels); the fused update equals update + modulus projection."""
+    obj, sup, I = small_cdi_complex
+    mask = np.ones(I.shape, bool)
+    mask[30:34, 30:34] = False
+    p = CDIProblem.from_arrays(I, sup, mask)
+    x = p.random_start(np.random.default_rng(5))
+    amp2 = float((p.amp.double() ** 2)[p.measured].sum())
+    for K in (2, 4):
+        ref, z, D = _subspace(p, x, K=K, fused=True)
+        gs = p.fft(saddle._linear_constraint(p, x)).contiguous()
+        gm = modulus_projection(z, p.amp, p.measured).contiguous()
+        gms = p.fft(saddle._linear_constraint(p, p.ifft(gm))).contiguous()
+        D2 = D.clone()
+        D2[:2] = 7.0  # the current pair is not read
+        v = saddle.tensor_views(z, gs, gm, D2, p.amp, p.measured)
+        tau0 = [1.1, 0.8, 0.3, -0.2][:K]
+        if K == 2:
+            sub = SubspaceLagrangian.build_pair(z, gs, gm, gms, p.amp, p.measured, amp2, v, tau0=tau0)
+        else:
+            sub = SubspaceLagrangian.build_quad(z, gs, gm, gms, D2, p.amp, p.measured, amp2, v, tau0=tau0)
+        assert sub.D is (None if K == 2 else D2)
+        for name in ("a", "p", "G"):
+            want = getattr(ref, name)
+            assert np.allclose(getattr(sub, name), want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
+        assert sub.c0 == pytest.approx(ref.c0, rel=1e-6)
+        for tau, hess in ((tau0, False), ([0.4, 1.3, -0.1, 0.5][:K], True)):
+            La, ga, Ha = sub.evaluate(tau, hess=hess)
+            Lb, gb, Hb = ref.evaluate(tau, hess=hess)
+            assert La == pytest.approx(Lb, rel=1e-6)
+            assert np.allclose(ga, gb, rtol=1e-5, atol=1e-6 * np.abs(gb).max())
+            if hess:
+                assert np.allclose(Ha, Hb, rtol=1e-5, atol=1e-6 * np.abs(Hb).max())
+        assert sub.restrict(2).evaluate(tau0[:2])[1] == pytest.approx(ref.restrict(2).evaluate(tau0[:2])[1], rel=1e-5)
+    # the fused update: z += t0 d0 + t1 d1, gs += t0 d0, then gm = P~_m z (and SO4D's previous pair)
+    t = (0.9, 0.7)
+    z1, gs1, gm1 = z.clone(), gs.clone(), gm.clone()
+    d0, d1 = gms - gs, gms - gm
+    saddle._APPLY2P(z1.numpy(), gs1.numpy(), gm1.numpy(), gms.numpy(), p.amp.numpy(), p.measured.numpy(), *t)
+    assert torch.allclose(z1, z + t[0] * d0 + t[1] * d1, atol=1e-5)
+    assert torch.allclose(gs1, gs + t[0] * d0, atol=1e-5)
+    assert torch.allclose(gm1, modulus_projection(z1, p.amp, p.measured), atol=1e-5)
+    for mode, want in ((0, (d0, d1)), (1, (0.5 * D[2] + t[0] * d0, -0.25 * D[3] + t[1] * d1)),
+                       (2, (t[0] * d0, t[1] * d1))):
+        z1, gs1, gm1, D4 = z.clone(), gs.clone(), gm.clone(), D.clone()
+        tt = (t[0], t[1], 0.5, -0.25) if mode == 1 else (t[0], t[1], 0.0, 0.0)
+        saddle._APPLY4N(z1.numpy(), gs1.numpy(), gm1.numpy(), gms.numpy(), D4[2].numpy(), D4[3].numpy(),
+                        p.amp.numpy(), p.measured.numpy(), *tt, mode)
+        assert torch.allclose(z1, z + tt[0] * d0 + tt[1] * d1 + tt[2] * D[2] + tt[3] * D[3], atol=1e-5)
+        assert torch.allclose(gs1, gs + tt[0] * d0 + tt[2] * D[2], atol=1e-5)
+        assert torch.allclose(gm1, modulus_projection(z1, p.amp, p.measured), atol=1e-5)
+        assert torch.allclose(D4[2], want[0], atol=1e-5) and torch.allclose(D4[3], want[1], atol=1e-5)
 
 
 # --------------------------------------------------------------------------- safeguards
@@ -459,9 +521,11 @@ def test_realness_constraint(small_cdi):
     assert relative_error(r.image, obj) < 0.05
 
 
-def test_checkpoint_resume_gives_the_same_result(box, tmp_path):
+@pytest.mark.parametrize("alg", ["so2d", "so4d"])
+def test_checkpoint_resume_gives_the_same_result(box, tmp_path, alg):
+    """Resuming recomputes the modulus projection the fused update had carried: same result."""
     truth, sup, I = box
-    full = reconstruct(I, sup, algorithm="so4d", n_iter=60, rng=3, metric_every=0, progress=False)
+    full = reconstruct(I, sup, algorithm=alg, n_iter=60, rng=3, metric_every=0, progress=False)
     ck = tmp_path / "ck.pt"
 
     def crash(state):
@@ -469,9 +533,9 @@ def test_checkpoint_resume_gives_the_same_result(box, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        reconstruct(I, sup, algorithm="so4d", n_iter=60, rng=3, metric_every=0, progress=False,
+        reconstruct(I, sup, algorithm=alg, n_iter=60, rng=3, metric_every=0, progress=False,
                     checkpoint=ck, checkpoint_every=20, callback=crash)
-    res = reconstruct(I, sup, algorithm="so4d", n_iter=60, rng=3, metric_every=0, progress=False,
+    res = reconstruct(I, sup, algorithm=alg, n_iter=60, rng=3, metric_every=0, progress=False,
                       resume=ck)
     assert np.array_equal(res.image, full.image)
 

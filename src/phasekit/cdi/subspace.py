@@ -52,9 +52,9 @@ from pydantic import Field, ValidationError, model_validator
 from ..core.errors import ConfigError
 from ..run import Algorithm
 from .base import StrictConfig
-from .saddle import (_APPLY, _APPLY2, _APPLY4, SubspaceLagrangian, _fused_ok, _linear_constraint,
-                     constrain_inplace, enforce_saddle_signs, project_into, solve_saddle,
-                     tensor_views)
+from .saddle import (_APPLY, _APPLY2, _APPLY2P, _APPLY4, _APPLY4N, SubspaceLagrangian, _fused_ok,
+                     _linear_constraint, constrain_inplace, enforce_saddle_signs, project_into,
+                     solve_saddle, tensor_views)
 
 
 class SO2DConfig(StrictConfig):
@@ -111,10 +111,12 @@ class SubspaceSaddle(Algorithm):
         self.beta = float(self.cfg.beta)
         self.amp2 = float((problem.amp.double() ** 2)[problem.measured].sum())
         self.smask = np.array([True, False] * (self.n_dirs // 2))
+        self._smask_l = {k: [True, False] * (k // 2) for k in (2, 4, self.n_dirs)}
         self.gm = None
         self.info = {}
         self._views = None
         self._fused = None
+        self._gm_ok = False  # gm = P~_m z already computed (by the fused CPU update pass)
 
     # ------------------------------------------------------------------ state
     def initialize(self, x0):
@@ -135,13 +137,14 @@ class SubspaceSaddle(Algorithm):
         super().load_state_dict(state)
         self.z, self.gs, self.D = self.z.contiguous(), self.gs.contiguous(), self.D.contiguous()
         self.gm = torch.empty_like(self.z)
-        self.hist = {int(k): list(v) for k, v in self.hist.items()}
+        self.hist = {int(k): [_hist_entry(t, B) for t, B in v] for k, v in self.hist.items()}
         self._refresh()
 
     def _refresh(self):
         p = self.problem
         self._views = None
         self._fused = _fused_ok(self.z, self.gs, self.gm, self.D, p.amp, p.measured)
+        self._gm_ok = False
 
     def _resplit(self):
         """Support changed (shrink-wrap): recompute ``F P_s rho`` and forget the history."""
@@ -170,16 +173,31 @@ class SubspaceSaddle(Algorithm):
         return float(self.info.get("eps_s", float("nan")))
 
     # ------------------------------------------------------------------ one iteration
+    def _nostore(self):
+        """The fused CPU path: the current pair of directions is not stored (formed on the fly
+        from ``gms``, ``gs``, ``gm``; SO4D's update writes the previous pair it needs) and the
+        update pass also computes the next ``gm = P~_m z``."""
+        return bool(self._fused) and self.n_dirs in (2, 4)
+
     def _directions(self, k, tau0=None):
         """Two FFTs: ``gm = P~_m z``, ``y = P_s F^-1 gm`` (the estimate), ``gms = F y``; then the
         subspace Lagrangian over the first ``k`` rows of ``D`` (its set-up pass also evaluates the
         first guess ``tau0``)."""
         p = self.problem
-        project_into(self.z, p.amp, p.measured, self.gm, fused=self._fused)
+        nostore = self._nostore()
+        if not (nostore and self._gm_ok):
+            project_into(self.z, p.amp, p.measured, self.gm, fused=self._fused)
+        self._gm_ok = False
         y = p.ifft(self.gm).contiguous()
         constrain_inplace(y, p.support, p.real, fused=self._fused and y.is_contiguous())
         self.y = y
         gms = p.fft(y).contiguous()
+        if nostore and k == 2:
+            return SubspaceLagrangian.build_pair(self.z, self.gs, self.gm, gms, p.amp, p.measured,
+                                                 self.amp2, self._get_views(), tau0=tau0)
+        if nostore:
+            return SubspaceLagrangian.build_quad(self.z, self.gs, self.gm, gms, self.D, p.amp,
+                                                 p.measured, self.amp2, self._get_views(), tau0=tau0)
         return SubspaceLagrangian.build(self.z, self.gs, self.gm, gms, self.D[:k], self.smask[:k],
                                         p.amp, p.measured, self.amp2, tau0=tau0, fused=self._fused,
                                         views=self._get_views())
@@ -194,9 +212,7 @@ class SubspaceSaddle(Algorithm):
         return self._views
 
     def _hio_tau(self, k):
-        t = np.zeros(k)
-        t[0], t[1] = 1.0, self.beta
-        return t
+        return [1.0, self.beta] + [0.0] * (k - 2)
 
     def _warm(self, k):
         """True when the warm start (mean of the stored solutions) applies (listing item 3)."""
@@ -206,10 +222,10 @@ class SubspaceSaddle(Algorithm):
         """First guess of ``tau``: HIO's ``(1, beta)`` (item 2) or the mean of the last
         ``n_average`` solutions (item 3); SO4D's first 4-D guess is ``(mean 2-D tau, 0, 0)``."""
         if self._warm(k):
-            return sum(h[0] for h in self.hist[k]) / len(self.hist[k])
+            return _mean([h[0] for h in self.hist[k]])
         tau0 = self._hio_tau(k)
         if k == 4 and self._warm(2):
-            tau0[:2] = sum(h[0] for h in self.hist[2]) / len(self.hist[2])
+            tau0[:2] = _mean([h[0] for h in self.hist[2]])
         return tau0
 
     def _solve(self, sub, k, tau0):
@@ -217,11 +233,13 @@ class SubspaceSaddle(Algorithm):
         listing: ``H_beta^-1`` (or the exact Hessian at 0) before the warm start, afterwards the
         mean of the stored scaled inverse Hessians."""
         cfg = self.cfg
-        smask = self.smask[:k]
-        S = sub.scale()
+        smask = self._smask_l[k]
+        S = sub.scale_list()
         hist = self.hist[k]
         if self._warm(k):
-            B0 = (sum(h[1] for h in hist) / len(hist)) / np.sqrt(np.outer(S, S))
+            n = len(hist)
+            B0 = [[sum([h[1][i][j] for h in hist]) / n / math.sqrt(S[i] * S[j]) for j in range(k)]
+                  for i in range(k)]
         elif cfg.first_hessian == "exact":
             _, _, H = sub.evaluate(np.zeros(k), hess=True)
             try:
@@ -230,17 +248,35 @@ class SubspaceSaddle(Algorithm):
                 B0 = sub.preconditioner(self.beta)
             B0, _ = enforce_saddle_signs(B0, smask)
         else:
-            B0 = sub.preconditioner(self.beta)
-        sol = solve_saddle(sub.evaluate, sub.grad0(), tau0, B0, smask, tol=cfg.tol,
+            B0 = sub.preconditioner_lists(self.beta)
+        sol = solve_saddle(sub.gradient_lists, sub.grad0_list(), tau0, B0, smask, tol=cfg.tol,
                            max_iter=cfg.max_inner, r0=cfg.trust_radius, r_min=cfg.trust_min,
                            r_max=cfg.trust_max, fallback_tau=self._hio_tau(k),
                            fallback_ratio=cfg.fallback_ratio, tau_max=cfg.tau_max, stall=cfg.stall)
         if not sol.fallback:
-            hist.append((sol.tau.copy(), sol.B * np.sqrt(np.outer(S, S))))
+            B = sol.B.tolist()
+            hist.append((sol.tau.tolist(),
+                         [[B[i][j] * math.sqrt(S[i] * S[j]) for j in range(k)] for i in range(k)]))
             del hist[:-cfg.n_average]
         return sol
 
-    def _apply(self, tau, k):
+    def _apply(self, tau, k, sub=None):
+        """``rho <- rho + sum tau_i d_i`` (in Fourier space: ``z``, and ``gs`` for the in-constraint
+        directions).  Returns True when the pass also did SO4D's shift of the previous pair."""
+        if sub is not None and (sub._pair is not None or sub._quad is not None):
+            # fused: update + next P~_m z (+ SO4D's previous pair) in one pass
+            v = self._get_views()
+            gmsn = (sub._pair or sub._quad)[3]
+            if self.n_dirs == 2:
+                _APPLY2P(v["z"], v["gs"], v["gm"], gmsn, v["amp"], v["meas"], float(tau[0]), float(tau[1]))
+            else:
+                r = v["rows"]
+                mode = 0 if self.cfg.previous == "sda" else (1 if k == 4 else 2)
+                t = (float(tau[0]), float(tau[1]), float(tau[2]), float(tau[3])) if k == 4 else \
+                    (float(tau[0]), float(tau[1]), 0.0, 0.0)
+                _APPLY4N(v["z"], v["gs"], v["gm"], gmsn, r[2], r[3], v["amp"], v["meas"], *t, mode)
+            self._gm_ok = True
+            return True
         D = self.D[:k]
         v = self._get_views()
         if k == 2 and v is not None:
@@ -259,6 +295,7 @@ class SubspaceSaddle(Algorithm):
                     self.z.add_(D[i], alpha=t)
                     if self.smask[i]:
                         self.gs.add_(D[i], alpha=t)
+        return False
 
     def step(self, k_iter):
         p = self.problem
@@ -271,8 +308,9 @@ class SubspaceSaddle(Algorithm):
         fixed = self.cfg.solver == "fixed"
         tau0 = self._hio_tau(k) if fixed else self._guess(k)
         sub = self._directions(k, tau0)
-        eps_s = math.sqrt(max(sub.G[1, 1], 0.0) / self.amp2)
-        info = {"eps_s": eps_s, "eps_m": math.sqrt(max(sub.G[0, 0], 0.0) / self.amp2)}
+        G = sub._Gl
+        info = {"eps_s": math.sqrt(max(G[1][1], 0.0) / self.amp2),
+                "eps_m": math.sqrt(max(G[0][0], 0.0) / self.amp2)}
         level = 0
         if fixed:
             tau = tau0
@@ -286,15 +324,17 @@ class SubspaceSaddle(Algorithm):
                 sol = self._solve(sub2, 2, self._guess(2))
                 n_inner += sol.n_iter
                 n_eval += sol.n_eval
-                tau = np.zeros(4)
-                tau[:2] = sol.tau
+                tau = sol.tau.tolist() + [0.0, 0.0]
             else:
-                tau = sol.tau
+                tau = sol.tau.tolist()
             if sol.fallback:
                 level = 2
-        self._apply(tau, k)
+        shifted = self._apply(tau, k, sub)
         if self.n_dirs == 4:
-            self._shift(tau, k)
+            if shifted:
+                self.has_prev = True
+            else:
+                self._shift(tau, k)
         self.n_outer += 1
         info.update({"alpha": float(tau[0]), "beta": float(tau[1]), "inner_iter": float(n_inner),
                      "inner_eval": float(n_eval), "fallback": float(level)})
@@ -316,6 +356,17 @@ class SubspaceSaddle(Algorithm):
             D[2].mul_(float(tau[2])).add_(D[0], alpha=float(tau[0]))
             D[3].mul_(float(tau[3])).add_(D[1], alpha=float(tau[1]))
         self.has_prev = True
+
+
+def _mean(vectors) -> list:
+    """Elementwise mean of a few k-vectors (lists), summed left to right as ``sum`` of arrays."""
+    n = len(vectors)
+    return [sum([v[i] for v in vectors]) / n for i in range(len(vectors[0]))]
+
+
+def _hist_entry(tau, B):
+    """A stored solution ``(tau, scaled B)`` as lists (checkpoints may hold arrays)."""
+    return (np.asarray(tau, np.float64).ravel().tolist(), np.asarray(B, np.float64).tolist())
 
 
 class SO2D(SubspaceSaddle):
