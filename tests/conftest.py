@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+
+import phasekit  # noqa: F401  (before torch: sets OMP_WAIT_POLICY=PASSIVE, docs/conventions.md)
 import torch
 
 torch.set_num_threads(2)

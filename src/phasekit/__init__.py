@@ -14,6 +14,15 @@ import os as _os
 # iterations erratically slower (10-100x measured here).  Passive waiting removes that.  It only
 # takes effect if phasekit is imported before torch; a value already in the environment wins.
 # (docs/conventions.md, "Threads")
+import sys as _sys
+
+if "OMP_WAIT_POLICY" not in _os.environ and "torch" in _sys.modules:
+    # too late: torch already started OpenMP with active waiting.  numba's OpenMP pool would share
+    # that runtime and spin while torch computes (17x slower measured on 2 busy cores), so give
+    # numba its own non-spinning pool unless the user chose a threading layer.
+    _os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+    if "numba" in _sys.modules and _os.environ["NUMBA_THREADING_LAYER"] == "workqueue":
+        _sys.modules["numba"].config.THREADING_LAYER = "workqueue"
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
