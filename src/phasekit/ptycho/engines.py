@@ -175,19 +175,21 @@ class PIEBase(Algorithm):
         kappa = self.kappa
         num_total = 0.0
         fft2, ifft2 = torch.fft.fft2, torch.fft.ifft2
-        for c, n in enumerate(order):
-            iy, ix = int(ints[n, 0]), int(ints[n, 1])
+        bufs = K.max_buffers(mx, P_np.real.dtype)
+        ints_l = ints.tolist()  # Python ints: no NumPy scalar indexing per position
+        for c, n in enumerate(order.tolist()):
+            iy, ix = ints_l[n]
             if ramps is not None:
                 Pn = shift_probe(P, ramps[0][n], ramps[1][n]).contiguous()
                 Pn_np = Pn.numpy()
-            pm, om = exit_wave(psi_np, Pn_np, On_np, iy, ix)
+            pm, om = exit_wave(psi_np, Pn_np, On_np, iy, ix, *bufs)
             fft2(psi, norm="ortho", out=z)
             num, cost = fourier(z_np, amp[n], meas[n])
             ifft2(z, norm="ortho", out=psit)
             en = kappa * cost
             so, sp, go, gp = self.steps(
-                n, en, pm, om, lambda: grad_norms(Pn_np, On_np, psit_np, iy, ix), True)
-            update(Pn_np, On_np, psit_np, iy, ix, so, sp, go, gp, pm, om, do_probe)
+                n, en, pm, om, lambda: grad_norms(Pn_np, On_np, psi_np, psit_np, iy, ix), True)
+            update(Pn_np, On_np, psi_np, psit_np, iy, ix, so, sp, go, gp, pm, om, do_probe)
             if ramps is not None and do_probe:
                 P.copy_(shift_probe(Pn, ramps[0][n], ramps[1][n], inverse=True))
             num_total += num

@@ -32,11 +32,14 @@ def _build():  # pragma: no cover - compiled code
     jit = numba.njit(fastmath=True, cache=True)
 
     @jit
-    def exit_wave(psi, P, O, y0, x0):
+    def exit_wave(psi, P, O, y0, x0, bp, bo, ip, io):
+        # psi = P * O_patch and the maxima of |P|^2, |O_patch|^2.  A float max reduction does
+        # not vectorise (NaN semantics), so the squared moduli of a row go to the buffers bp, bo
+        # and the maxima are taken over their integer views ip, io (same memory): for
+        # non-negative IEEE floats the integer order is the float order (3x faster, exact).
         my, mx = P.shape
-        zero = P[0, 0].real - P[0, 0].real
-        pm = zero
-        om = zero
+        mp = ip[0] * 0
+        mo = mp
         for i in range(my):
             orow = O[y0 + i, x0:x0 + mx]
             prow = P[i]
@@ -47,12 +50,23 @@ def _build():  # pragma: no cover - compiled code
                 orr = orow[j].real
                 oi = orow[j].imag
                 srow[j] = complex(pr * orr - pi * oi, pr * oi + pi * orr)
-                pm = max(pm, pr * pr + pi * pi)
-                om = max(om, orr * orr + oi * oi)
-        return pm, om
+                bp[j] = pr * pr + pi * pi
+                bo[j] = orr * orr + oi * oi
+            for j in range(mx):
+                a = ip[j]
+                b = io[j]
+                mp = a if a > mp else mp  # noqa: FURB136 (branch-free select)
+                mo = b if b > mo else mo  # noqa: FURB136
+        ip[0] = mp
+        io[0] = mo
+        return bp[0], bo[0]
 
     @jit
     def fourier(z, amp, meas):
+        # Arithmetic in float64 whatever the data precision: in float32 a subnormal |z|^2 > 0
+        # was flushed to zero inside the (fastmath) root and b / |z| made inf/NaN (issue 5
+        # regression test); a nonzero threshold in float32 stopped the loop vectorising (2.5x
+        # slower), while the float64 form costs ~25 % over the unsafe one.
         my, mx = z.shape
         num = 0.0
         cost = 0.0
@@ -61,78 +75,83 @@ def _build():  # pragma: no cover - compiled code
             arow = amp[i]
             mrow = meas[i]
             for j in range(mx):
-                re = zrow[j].real
-                im = zrow[j].imag
+                re = np.float64(zrow[j].real)
+                im = np.float64(zrow[j].imag)
                 a2 = re * re + im * im
                 a = np.sqrt(a2)
-                b = arow[j]
+                b = np.float64(arow[j])
                 ok = mrow[j]
                 d = b - a
                 num += abs(d) if ok else 0.0
                 cost += d * d if ok else 0.0
                 pos = a2 > 0
-                f = b / a if pos else b * 0
+                f = b / a if pos else 0.0
                 re2 = re * f if pos else b          # sign(0) = 1
                 im2 = im * f
                 zrow[j] = complex(re2 if ok else re, im2 if ok else im)
         return num, cost
 
     @jit
-    def grad_norms(P, O, psit, y0, x0):
+    def grad_norms(P, O, psi, psit, y0, x0):
         my, mx = P.shape
         np_ = 0.0
         no = 0.0
         for i in range(my):
             orow = O[y0 + i, x0:x0 + mx]
             prow = P[i]
+            srow = psi[i]
             trow = psit[i]
             for j in range(mx):
                 pr = prow[j].real
                 pi = prow[j].imag
                 orr = orow[j].real
                 oi = orow[j].imag
-                rr = trow[j].real - (pr * orr - pi * oi)
-                ri = trow[j].imag - (pr * oi + pi * orr)
+                rr = trow[j].real - srow[j].real
+                ri = trow[j].imag - srow[j].imag
                 r2 = rr * rr + ri * ri
                 np_ += (pr * pr + pi * pi) * r2
                 no += (orr * orr + oi * oi) * r2
         return np_, no
 
     @jit
-    def update_scalar(P, O, psit, y0, x0, fo, fp, do_probe):
-        # ePIE / CRISP: O += fo conj(P) R, P += fp conj(O_old) R (fo = s_o / |P|max^2)
+    def update_scalar(P, O, psi, psit, y0, x0, fo, fp, do_probe):
+        # ePIE / CRISP: O += fo conj(P) R, P += fp conj(O_old) R (fo = s_o / |P|max^2);
+        # R = psit - psi with the exit wave psi kept from exit_wave (recomputing P * O here was
+        # 3x slower: the compiler cannot vectorise reads of rows it is also writing)
         my, mx = P.shape
         fp = fp if do_probe else fp * 0
         for i in range(my):
             orow = O[y0 + i, x0:x0 + mx]
             prow = P[i]
+            srow = psi[i]
             trow = psit[i]
             for j in range(mx):
                 pr = prow[j].real
                 pi = prow[j].imag
                 orr = orow[j].real
                 oi = orow[j].imag
-                rr = trow[j].real - (pr * orr - pi * oi)
-                ri = trow[j].imag - (pr * oi + pi * orr)
+                rr = trow[j].real - srow[j].real
+                ri = trow[j].imag - srow[j].imag
                 orow[j] = complex(orr + fo * (pr * rr + pi * ri), oi + fo * (pr * ri - pi * rr))
                 prow[j] = complex(pr + fp * (orr * rr + oi * ri), pi + fp * (orr * ri - oi * rr))
 
     @jit
-    def update_regularised(P, O, psit, y0, x0, so, sp, go, gp, pm, om, do_probe):
+    def update_regularised(P, O, psi, psit, y0, x0, so, sp, go, gp, pm, om, do_probe):
         # rPIE / mPIE: element-wise denominators (1 - g)|Q|^2 + g |Q|max^2
         my, mx = P.shape
         sp = sp if do_probe else sp * 0
         for i in range(my):
             orow = O[y0 + i, x0:x0 + mx]
             prow = P[i]
+            srow = psi[i]
             trow = psit[i]
             for j in range(mx):
                 pr = prow[j].real
                 pi = prow[j].imag
                 orr = orow[j].real
                 oi = orow[j].imag
-                rr = trow[j].real - (pr * orr - pi * oi)
-                ri = trow[j].imag - (pr * oi + pi * orr)
+                rr = trow[j].real - srow[j].real
+                ri = trow[j].imag - srow[j].imag
                 den_o = (1 - go) * (pr * pr + pi * pi) + go * pm
                 den_p = (1 - gp) * (orr * orr + oi * oi) + gp * om
                 fo = so / den_o if den_o > 0 else den_o * 0
@@ -140,14 +159,16 @@ def _build():  # pragma: no cover - compiled code
                 orow[j] = complex(orr + fo * (pr * rr + pi * ri), oi + fo * (pr * ri - pi * rr))
                 prow[j] = complex(pr + fp * (orr * rr + oi * ri), pi + fp * (orr * ri - oi * rr))
 
-    def update(P, O, psit, y0, x0, so, sp, go, gp, pm, om, do_probe):
-        rt = P.real.dtype.type
+    real_type = {np.dtype(np.complex64): np.float32, np.dtype(np.complex128): np.float64}
+
+    def update(P, O, psi, psit, y0, x0, so, sp, go, gp, pm, om, do_probe):
+        rt = real_type[P.dtype]  # scalars in the arrays' precision (mixed types do not vectorise)
         if go == 1.0 and gp == 1.0:
             fo = so / pm if pm > 0 else 0.0
             fp = sp / om if om > 0 else 0.0
-            update_scalar(P, O, psit, y0, x0, rt(fo), rt(fp), bool(do_probe))
+            update_scalar(P, O, psi, psit, y0, x0, rt(fo), rt(fp), bool(do_probe))
         else:
-            update_regularised(P, O, psit, y0, x0, rt(so), rt(sp), rt(go), rt(gp), rt(pm),
+            update_regularised(P, O, psi, psit, y0, x0, rt(so), rt(sp), rt(go), rt(gp), rt(pm),
                                rt(om), bool(do_probe))
 
     return exit_wave, fourier, grad_norms, update
@@ -212,5 +233,16 @@ def update_ref(P, O, psit, so, sp, go, gp, pm, om, do_probe: bool):
 # --------------------------------------------------------------------------- fused entry points
 def fused_kernels():
     """``(exit_wave, fourier, grad_norms, update)`` numba kernels on NumPy views; the object is
-    passed whole (C-contiguous) with the patch offsets ``(y0, x0)``, so inner loops vectorise."""
+    passed whole (C-contiguous) with the patch offsets ``(y0, x0)``, so inner loops vectorise.
+    ``exit_wave`` also takes two row buffers and their integer views (:func:`max_buffers`)."""
     return _K
+
+
+def max_buffers(n: int, real_dtype) -> tuple:
+    """Scratch rows for :func:`fused_kernels`' ``exit_wave``: ``(bp, bo, ip, io)``, two real
+    buffers of length ``n`` and their same-width signed-integer views."""
+    rt = np.dtype(real_dtype)
+    it = np.int32 if rt.itemsize == 4 else np.int64
+    bp = np.zeros(n, rt)
+    bo = np.zeros(n, rt)
+    return bp, bo, bp.view(it), bo.view(it)
