@@ -126,6 +126,18 @@ def _version() -> str:
     return __version__
 
 
+def _cxi_entry(f, file_time: str | None = None):
+    """Write the CXI file header (creator, file time, ``cxi_version``) into the open HDF5 file
+    ``f`` and return its new ``entry_1`` group (``NXentry`` with ``program_name``)."""
+    f.attrs["creator"] = f"phasekit {_version()}"
+    f.attrs["file_time"] = file_time or _dt.datetime.now(_dt.timezone.utc).isoformat()
+    f.create_dataset("cxi_version", data=np.int32(CXI_VERSION))
+    entry = f.create_group("entry_1")
+    entry.attrs["NX_class"] = "NXentry"
+    entry.create_dataset("program_name", data=f"phasekit {_version()}")
+    return entry
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -606,12 +618,7 @@ def write_diffraction(
     axes = "y:x" if d.ndim == 2 else "z:y:x"
     with atomic_write(p) as tmp:
         with h5py.File(tmp, "w") as f:
-            f.attrs["creator"] = f"phasekit {_version()}"
-            f.attrs["file_time"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
-            f.create_dataset("cxi_version", data=np.int32(CXI_VERSION))
-            entry = f.create_group("entry_1")
-            entry.attrs["NX_class"] = "NXentry"
-            entry.create_dataset("program_name", data=f"phasekit {_version()}")
+            entry = _cxi_entry(f)
             ins = entry.create_group("instrument_1")
             ins.attrs["NX_class"] = "NXinstrument"
             det = ins.create_group("detector_1")
@@ -784,12 +791,7 @@ def write_result(
     p = Path(os.fspath(path))
     with atomic_write(p) as tmp:
         with h5py.File(tmp, "w") as f:
-            f.attrs["creator"] = f"phasekit {_version()}"
-            f.attrs["file_time"] = date
-            f.create_dataset("cxi_version", data=np.int32(CXI_VERSION))
-            entry = f.create_group("entry_1")
-            entry.attrs["NX_class"] = "NXentry"
-            entry.create_dataset("program_name", data=f"phasekit {_version()}")
+            entry = _cxi_entry(f, date)
             for k, im in enumerate(imgs, 1):
                 g = entry.create_group(f"image_{k}")
                 g.attrs["NX_class"] = "NXdata"

@@ -41,9 +41,10 @@ import numpy as np
 from ..core.errors import FileFormatError, InputError
 from .arrays import dumps_json, loads_json, sniff_format
 from .atomic import atomic_write
-from .cxi import (CXI_VERSION, GROUND_TRUTH_NOTE, HC, _ENERGY_UNITS, _LENGTH_UNITS, _detectors,
+from .cxi import (GROUND_TRUTH_NOTE, HC, _ENERGY_UNITS, _LENGTH_UNITS, _detectors,
                   _entries, _existing_file, _get, _h5py, _is_dataset, _one_line, _open_h5,
-                  _scalar, _to_bitfield, _to_str, _version, _write_array, _write_history)
+                  _scalar, _to_bitfield, _to_str, _version, _write_array, _write_history,
+                  _cxi_entry)
 
 __all__ = ["PtychoData", "read_ptycho", "write_ptycho", "write_ptycho_result", "is_ptycho_file"]
 
@@ -267,12 +268,7 @@ def write_ptycho(path, intensities, positions, *, wavelength: float, distance: f
     p = Path(os.fspath(path))
     with atomic_write(p) as tmp:
         with h5py.File(tmp, "w") as f:
-            f.attrs["creator"] = f"phasekit {_version()}"
-            f.attrs["file_time"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
-            f.create_dataset("cxi_version", data=np.int32(CXI_VERSION))
-            entry = f.create_group("entry_1")
-            entry.attrs["NX_class"] = "NXentry"
-            entry.create_dataset("program_name", data=f"phasekit {_version()}")
+            entry = _cxi_entry(f)
             ins = entry.create_group("instrument_1")
             ins.attrs["NX_class"] = "NXinstrument"
             src = ins.create_group("source_1")
@@ -323,12 +319,7 @@ def write_ptycho_result(path, result, *, extra: dict | None = None) -> Path:
     extras.update(extra or {})
     with atomic_write(p) as tmp:
         with h5py.File(tmp, "w") as f:
-            f.attrs["creator"] = f"phasekit {_version()}"
-            f.attrs["file_time"] = date
-            f.create_dataset("cxi_version", data=np.int32(CXI_VERSION))
-            entry = f.create_group("entry_1")
-            entry.attrs["NX_class"] = "NXentry"
-            entry.create_dataset("program_name", data=f"phasekit {_version()}")
+            entry = _cxi_entry(f, date)
             for k, (arr, kind) in enumerate(((result.image, "object"), (result.probe, "probe")), 1):
                 if arr is None:
                     continue
