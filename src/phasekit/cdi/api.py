@@ -58,8 +58,10 @@ def build_stages(algorithm: str | None, n_iter: int | None, schedule: str | list
         out.append(Stage(spec.name, st.n_iter, _validate_params(spec, p)))
     unused = set(flat) - used
     if unused:
+        known = sorted({f for sp in specs for f in sp.config.model_fields})
         raise ConfigError(f"parameter(s) {', '.join(sorted(unused))} not accepted by "
-                          f"{', '.join(sorted({s.algorithm for s in out}))}")
+                          f"{', '.join(sorted({s.algorithm for s in out}))} "
+                          f"(accepted: {', '.join(known) or 'none'})")
     return out
 
 
