@@ -499,4 +499,8 @@ def test_cli_kmeans_errors(tmp_path):
     _one_line_error(_invoke("kmeans", tmp_path / "x.npy", "-k", 2, "-o", tmp_path / "r.h5"), ".npz")
     (tmp_path / "bad.npy").write_bytes(b"not an array")
     _one_line_error(_invoke("kmeans", tmp_path / "bad.npy", "-k", 2), "bad.npy")
+    nan = np.ones((6, 2))
+    nan[2, 1] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    _one_line_error(_invoke("kmeans", tmp_path / "nan.npy", "-k", 2), "nan.npy: 1 NaN")
     assert not (tmp_path / "x_kmeans.npz").exists()

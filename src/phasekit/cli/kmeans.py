@@ -47,6 +47,9 @@ def load_points(path: str, key: str | None = None):
     if a.ndim == 1:
         raise InputError(f"{path}: data must be 2-D (n_samples, n_features), got shape {a.shape} "
                          "(one feature per point? reshape it to (n, 1))")
+    if a.dtype.kind in "biuf" and not np.isfinite(a).all():
+        bad = int(np.count_nonzero(~np.isfinite(a)))
+        raise InputError(f"{path}: {bad} NaN or infinite value(s) in the data")
     return a
 
 
