@@ -141,3 +141,18 @@ def test_cli_errors(tmp_path):
     out = r.invoke(cli, ["simulate", "ptycho", "--frame", "16", "--beam-diameter", "20", "--out",
                          str(tmp_path / "x.cxi")])
     assert out.exit_code == 2 and "does not fit" in out.output
+    import h5py
+
+    for value, text in ((np.nan, "1 NaN or infinite value(s) in the frames"),
+                        (-3.0, "warning: ")):
+        bad_f = tmp_path / "bad.cxi"
+        bad_f.write_bytes(scan_f.read_bytes())
+        with h5py.File(bad_f, "a") as f:
+            d = f["entry_1/instrument_1/detector_1/data"]
+            a = d[...]
+            a[0, 1, 1] = value
+            d[...] = a
+        out = r.invoke(cli, ["reconstruct", str(bad_f), "-n", "1", "-q", "--no-figure",
+                             "--out", str(tmp_path / "r.cxi")])
+        assert text in out.output, out.output
+        assert out.exit_code == (2 if value != value else 0)  # NaN: error; negative: masked

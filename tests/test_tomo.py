@@ -464,6 +464,16 @@ def test_cli_tomo_errors_are_one_line(tmp_path, args, msg):
     assert len(err) == 1 and err[0].startswith("error:") and msg in err[0], r.output
 
 
+def test_cli_tomo_nan_projection_is_one_line(tmp_path):
+    b = np.zeros((2, 8, 8), np.float32)
+    b[1, 3, 3] = np.nan
+    s = tmp_path / "nan.h5"
+    tomo.write_tilt_series(s, b, [0.0, 30.0])
+    r = CliRunner().invoke(cli, ["reconstruct", str(s), "-n", "2"])
+    assert r.exit_code == 2 and r.output.strip().splitlines() == [
+        f"error: {s}: 1 NaN or infinite value(s) in /tomo/projections"], r.output
+
+
 def test_cli_simulate_tomo_bad_tilts(tmp_path):
     r = CliRunner().invoke(cli, ["simulate", "tomo", "--tilts", "a:b", "-o", str(tmp_path / "x.h5")])
     assert r.exit_code == 2 and "START:STEP:STOP" in r.output

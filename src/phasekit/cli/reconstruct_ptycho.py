@@ -42,6 +42,8 @@ def run_ptycho(input_file, values: dict, params: dict, given, echo=click.echo) -
     if bad:
         raise ConfigError(f"{', '.join(bad)} not supported for ptychography scans")
     data = read_ptycho(input_file)
+    for w in data.metadata.get("warnings", []):  # e.g. negative (bad) pixels masked at the boundary
+        echo(f"warning: {input_file}: {w}", err=True)
     out = Path(values["out"]) if values.get("out") else \
         Path(input_file).with_name(Path(input_file).stem + "_result.cxi")
     if out.exists() and out.resolve() == Path(input_file).resolve():

@@ -204,6 +204,9 @@ def _read_open(p: Path, f) -> PtychoData:
             if wl is None and _is_dataset(_get(f, f"{g}/energy")):
                 en = _scalar(f[f"{g}/energy"], _ENERGY_UNITS, warnings)
                 wl = HC / en if en else None
+    if not np.isfinite(I).all():
+        raise InputError(f"{p}: {int(np.count_nonzero(~np.isfinite(I)))} NaN or infinite value(s) "
+                         "in the frames")
     bad = I < 0
     if np.any(bad):
         frame_bad = bad.any(axis=0)

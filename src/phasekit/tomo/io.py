@@ -142,6 +142,9 @@ def read_tilt_series(path) -> TiltSeries:
         units = str(g.attrs.get("angle_units", "deg")).lower()
         if b.ndim != 3:
             raise FileFormatError(f"{p}: /tomo/projections must be (n, Dx, Dy), got {b.shape}")
+        if not np.isfinite(b).all():
+            raise InputError(f"{p}: {int(np.count_nonzero(~np.isfinite(b)))} NaN or infinite "
+                             "value(s) in /tomo/projections")
         try:
             if units in ("rad", "radian", "radians"):
                 a = np.rad2deg(a)
