@@ -501,9 +501,12 @@ def test_support_change_resplits_the_state(box):
 @pytest.mark.parametrize("alg", ["so2d", "so4d"])
 def test_recovers_complex_reconstruction_of_known_object(box, alg):
     """Support-only constraint (complex reconstruction) of the box test object: error after
-    removing phase / shift / twin below 1e-3."""
+    removing phase / shift / twin below 1e-3 for the best (by R-factor) of 8 random starts.
+    (About half of the single starts converge within 600 iterations, and which ones depends on
+    rounding, i.e. on the CPU: one lucky seed would make a fragile test.)"""
     truth, sup, I = box
-    r = reconstruct(I, sup, algorithm=alg, n_iter=600, rng=2, metric_every=20, progress=False)
+    r = reconstruct(I, sup, algorithm=alg, n_iter=600, rng=0, starts=8, metric_every=20,
+                    progress=False)
     err = relative_error(r.image, truth)
     assert err < 1e-3, err
     # the estimate is P_s P_m rho: it satisfies the support exactly
