@@ -2,13 +2,26 @@
 FFT work a sweep must do, and side by side against PtyLab's ePIE on the same data, sizes and
 iteration count, in one run.
 
-Data (the shared peer dataset of digest peer_perf.md): 128 x 128 frames, 512 x 512 object, 400
-Fermat-spiral positions (integer), Poisson noise at 1e6 photons per frame.  One thread
-(``torch.set_num_threads(1)``; PtyLab's numpy with OPENBLAS_NUM_THREADS=1).  Each engine runs
-1 warm-up + ``--iters`` timed iterations; medians are reported.
+Cases (``--cases``):
 
-FFT bound: a sweep needs one forward and one inverse 128 x 128 FFT per position; the bound is
-400 x the median time of a torch complex64 FFT pair (1 thread) measured in this run.
+* ``spiral128`` (the shared peer dataset of digest peer_perf.md): 128 x 128 frames, 512 x 512
+  object, 400 Fermat-spiral positions (integer), Poisson noise at 1e6 photons per frame;
+  phasekit ePIE / CRISP / rPIE (fused kernels), ePIE (torch path), PtyLab, pty-chi.
+* ``paper470``: the CRISP paper's sizes (digest 003 §4) -- 470 x 470 frames, 13 x 13 raster at an
+  integer 25 px step, 770 x 770 object, a ~200 px disc probe; phasekit ePIE and CRISP, PtyLab
+  (pty-chi not run at this size).
+* ``paper480``: the same scan with 480 x 480 frames (780^2 object), the nearest FFT-friendly size:
+  470 = 2 x 5 x 47 is several times slower per FFT in torch (pocketfft) than 480 = 2^5 x 3 x 5,
+  so both are reported and compared in a claim.
+
+One thread (``torch.set_num_threads(1)``; PtyLab's numpy with OPENBLAS_NUM_THREADS=1).  Each
+engine runs 1 warm-up + ``--iters`` (``--paper-iters`` at the paper sizes) timed iterations;
+medians are reported.
+
+FFT bound: a sweep needs one forward and one inverse M x M FFT per position; the bound is
+N x the time of a torch complex64 FFT pair (1 thread), measured in this run -- both right after
+each sweep (the "paired" ratio, robust to the load of a shared machine) and before / after all
+engines.
 
 PtyLab runs in its own virtual environment (``--ptylab-python``, default
 ``/tmp/venv_ptylab/bin/python``; ``pip install ptylab`` there): PtyLab 0.3.7 pins numpy~=2.0 and
@@ -27,8 +40,8 @@ digest peer_perf.md §4.  pty-chi's EPIE with batch size 1 and BILINEAR patch in
 position); its default FOURIER interpolation adds two sub-pixel-shift FFT pairs per position,
 and batch 100 is a different (mini-batch) algorithm -- both reported for reference.
 
-Usage: python benchmarks/ptycho_speed.py [--iters 6] [--ptylab-python PATH] [--ptychi-path P]
-       [--quick]
+Usage: python benchmarks/ptycho_speed.py [--iters 6] [--paper-iters 3] [--cases spiral128,...]
+       [--ptylab-python PATH] [--ptychi-path P] [--quick] [--replot]
 """
 from __future__ import annotations
 
@@ -55,12 +68,12 @@ import sys, time, json, io, contextlib
 import numpy as np
 from importlib.metadata import version
 from PtyLab import ExperimentalData, Reconstruction, Params, DummyMonitor, Engines
-fn, nit, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+fn, nit, out, No = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 with contextlib.redirect_stdout(io.StringIO()):
     exp = ExperimentalData(fn, "CPM")
     params = Params()
     rec = Reconstruction(exp, params)
-    rec.No = 512
+    rec.No = No
     rec.initializeObjectProbe()
     eng = Engines.ePIE(rec, exp, params, DummyMonitor())
 params.fftshiftSwitch = True
@@ -138,34 +151,57 @@ json.dump(res, open(out, "w"))
 '''
 
 
-def dataset(tmp: Path):
+CASES = {
+    "spiral128": dict(Np=128, No=512, N=400, radius=32, raster=None,
+                      label="128^2 frames, 400 Fermat-spiral positions, 512^2 object"),
+    # the CRISP paper's data (digest 003 §4): 470^2 frames, 13 x 13 raster at 25 px, 770^2 object
+    "paper470": dict(Np=470, No=770, N=169, radius=101, raster=(13, 25),
+                     label="470^2 frames, 13 x 13 raster at 25 px (integer), 770^2 object"),
+    # the nearest FFT-friendly size (480 = 2^5 3 5; 470 = 2 5 47), same scan and probe
+    "paper480": dict(Np=480, No=780, N=169, radius=101, raster=(13, 25),
+                     label="480^2 frames, 13 x 13 raster at 25 px (integer), 780^2 object"),
+}
+
+
+def dataset(tmp: Path, Np=128, No=512, N=400, radius=32, raster=None, **_):
+    """The timing data: a defocused disc probe of ``radius`` px, a smooth random complex object,
+    a Fermat spiral of ``N`` positions (``raster=None``) or an ``n x n`` raster at an integer
+    step (``raster=(n, step)``), Poisson noise at 1e6 photons per frame; also written as a
+    PtyLab hdf5 file."""
     import h5py
     from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng(0)
-    Np, No, N = 128, 512, 400
     wavelength, zo, dxd = 632.8e-9, 5e-2, 72e-6
     dxp = wavelength * zo / (Np * dxd)
     y, x = np.mgrid[-Np // 2:Np // 2, -Np // 2:Np // 2].astype(np.float64)
     r2 = x ** 2 + y ** 2
-    probe = (gaussian_filter((r2 <= 32 ** 2).astype(float), 2) * np.exp(1j * 0.004 * r2)).astype(np.complex64)
+    probe = (gaussian_filter((r2 <= radius ** 2).astype(float), 2)
+             * np.exp(1j * 0.004 * (32 / radius) ** 2 * r2)).astype(np.complex64)
     amp = gaussian_filter(rng.random((No, No)), 3)
     amp = 0.5 + 0.5 * (amp - amp.min()) / np.ptp(amp)
     ph = gaussian_filter(rng.random((No, No)), 3)
     ph = 2 * (ph - ph.min()) / np.ptp(ph) - 1
     obj = (amp * np.exp(1j * ph)).astype(np.complex64)
-    n = np.arange(N)
-    c = 188 / np.sqrt(N)
-    rr = c * np.sqrt(n)
-    th = n * np.deg2rad(137.508)
-    pos = np.round(np.stack([rr * np.sin(th), rr * np.cos(th)], 1)).astype(int) + (No // 2 - Np // 2)
+    if raster is None:
+        n = np.arange(N)
+        c = 188 / np.sqrt(N)
+        rr = c * np.sqrt(n)
+        th = n * np.deg2rad(137.508)
+        pos = np.round(np.stack([rr * np.sin(th), rr * np.cos(th)], 1)).astype(int) + (No // 2 - Np // 2)
+    else:
+        k, step = raster
+        g = np.arange(k) * step
+        pos = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+        pos = pos + (No - Np - g[-1]) // 2
+        assert len(pos) == N and pos.max() + Np <= No
     from phasekit.ptycho.sim import forward_intensities
 
     I = forward_intensities(obj, probe, pos).astype(np.float32)
     scale = 1e6 / I.sum(axis=(1, 2)).mean()
     I = rng.poisson(I * scale).astype(np.float32)
     encoder = (pos - (No // 2 - Np // 2)) * dxp
-    fn = tmp / "simu400.hdf5"
+    fn = tmp / f"simu{N}_{Np}.hdf5"
     with h5py.File(fn, "w") as hf:
         hf.create_dataset("ptychogram", data=I, dtype="f")
         hf.create_dataset("encoder", data=encoder, dtype="f")
@@ -175,7 +211,7 @@ def dataset(tmp: Path):
         hf.create_dataset("No", data=(No,), dtype="i")
         hf.create_dataset("zo", data=(zo,), dtype="f")
         hf.create_dataset("wavelength", data=(wavelength,), dtype="f")
-        hf.create_dataset("entrancePupilDiameter", data=(64 * dxp,), dtype="f")
+        hf.create_dataset("entrancePupilDiameter", data=(2 * radius * dxp,), dtype="f")
         hf.create_dataset("orientation", data=0)
     return I, pos.astype(float), fn
 
@@ -225,111 +261,119 @@ def time_engine(problem, cls, iters, fused=None, **kw):
         t = time.perf_counter()
         alg.step(k)
         ts.append(time.perf_counter() - t)
-        bs.append(fft_sweep_time(problem.n_positions))
+        bs.append(fft_sweep_time(problem.n_positions, problem.probe_shape[-1]))
     return ts[1:], alg._last["R_F"], bs[1:]
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--iters", type=int, default=6)
-    ap.add_argument("--ptylab-python", default="/tmp/venv_ptylab/bin/python")
-    ap.add_argument("--ptychi-path", default="/tmp/ptychi_site:/tmp/ptychi_stub")
-    ap.add_argument("--quick", action="store_true")
-    a = ap.parse_args()
-    global NAME
-    if a.quick:
-        a.iters = 1
-        NAME = NAME + "_quick"
-    threads = set_threads(1)
-    meta = machine_meta({"threads": threads})
+def run_ptylab(a, fn, N, M, No, iters, tmp, tag):
+    """PtyLab's ePIE in its own venv on the hdf5 file, with the FFT bound timed before/after."""
+    if not Path(a.ptylab_python).exists():
+        return None
+    worker = tmp / "ptylab_worker.py"
+    worker.write_text(PTYLAB_WORKER)
+    out = tmp / f"ptylab_{tag}.json"
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    b0 = fft_sweep_time(N, M)
+    try:
+        p = subprocess.run([a.ptylab_python, str(worker), str(fn), str(iters), str(out), str(No)],
+                           capture_output=True, text=True, env=env, timeout=a.ptylab_timeout,
+                           check=False)
+    except subprocess.TimeoutExpired:
+        print(f"PtyLab ({tag}) timed out after {a.ptylab_timeout} s", file=sys.stderr)
+        return {"error": f"timed out after {a.ptylab_timeout} s"}
+    b1 = fft_sweep_time(N, M)
+    if p.returncode == 0 and out.exists():
+        r = json.loads(out.read_text())
+        r["median_s"] = float(np.median(r["t_iter_s"]))
+        r["fft_sweep_s"] = [b0, b1]
+        r["x_bound_paired"] = r["median_s"] / (0.5 * (b0 + b1))
+        print(f"PtyLab ePIE ({tag})", f"{r['median_s'] * 1e3:.1f} ms/iter", flush=True)
+        return r
+    print("PtyLab failed:", p.stderr[-2000:], file=sys.stderr)
+    return {"error": p.stderr.strip()[-300:]}
+
+
+def run_ptychi(a, I, pos, N, tmp):
+    """pty-chi's EPIE (128^2 case only) in a subprocess; returns (result, why-not)."""
+    if not all(Path(q).exists() for q in a.ptychi_path.split(":")):
+        return None, f"pty-chi not installed at {a.ptychi_path} (see the module docstring)"
+    from phasekit.ptycho.probe import energy_match
+
+    yy, xx = np.mgrid[-64:64, -64:64]
+    disk = ((xx ** 2 + yy ** 2) <= 32 ** 2).astype(np.complex64)
+    npz = tmp / "ptychi_data.npz"
+    np.savez(npz, I=I.astype(np.float32), pos=pos, probe0=energy_match(disk, I))
+    worker = tmp / "ptychi_worker.py"
+    worker.write_text(PTYCHI_WORKER)
+    out = tmp / "ptychi.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               PYTHONPATH=a.ptychi_path + (":" + os.environ["PYTHONPATH"]
+                                           if os.environ.get("PYTHONPATH") else ""))
+    b0 = fft_sweep_time(N)
+    p = subprocess.run([sys.executable, str(worker), str(npz), str(a.iters), str(out)],
+                       capture_output=True, text=True, env=env, timeout=3000, check=False)
+    b1 = fft_sweep_time(N)
+    if p.returncode == 0 and out.exists():
+        r = json.loads(out.read_text())
+        r["fft_sweep_s"] = [b0, b1]
+        for k, v in r["configs"].items():
+            if "t_iter_s" in v:
+                v["median_s"] = float(np.median(v["t_iter_s"]))
+                v["x_bound_paired"] = v["median_s"] / (0.5 * (b0 + b1))
+                print(f"pty-chi {k}", f"{v['median_s'] * 1e3:.1f} ms/iter", flush=True)
+            else:
+                print(f"pty-chi {k} failed: {v['error']}", flush=True)
+        return r, ""
+    why = ("pty-chi worker failed: " + p.stderr.strip().splitlines()[-1][:300]
+           if p.stderr.strip() else f"pty-chi worker exit {p.returncode}")
+    print(why, file=sys.stderr)
+    return None, why
+
+
+def measure_case(key, a, tmp):
+    """Time one data case: phasekit engines (paired FFT bound), PtyLab, pty-chi (128^2 only)."""
     from phasekit.ptycho import PtychoProblem
     from phasekit.ptycho import engines as E
 
-    tmp = Path(tempfile.mkdtemp(prefix="ptycho_speed_"))
-    I, pos, fn = dataset(tmp)
-    prob = PtychoProblem.from_arrays(I, pos, object_shape=(512, 512))
+    C = CASES[key]
+    Np, No = C["Np"], C["No"]
+    paper = key.startswith("paper")
+    iters = a.paper_iters if paper else a.iters
+    I, pos, fn = dataset(tmp, **C)
+    prob = PtychoProblem.from_arrays(I, pos, object_shape=(No, No))
     N = len(pos)
     rows, res = [], {}
-    t_fft = fft_pair_time()
-    bound = N * t_fft
+    t_fft = fft_pair_time(Np, reps=3000 if Np <= 128 else 100)
     res["fft_pair_s"] = t_fft
-    res["fft_bound_s"] = bound
-    for name, cls, kw, fused in (("phasekit ePIE (fused CPU kernels)", E.EPIE, {}, None),
-                                 ("phasekit CRISP (fused CPU kernels)", E.CRISP, {}, None),
-                                 ("phasekit rPIE (fused CPU kernels)", E.RPIE, {}, None),
-                                 ("phasekit ePIE (torch reference path)", E.EPIE, {}, False)):
-        ts, rf, bs = time_engine(prob, cls, a.iters if fused is None else max(2, a.iters // 3),
+    engines = [("phasekit ePIE (fused CPU kernels)", E.EPIE, {}, None),
+               ("phasekit CRISP (fused CPU kernels)", E.CRISP, {}, None)]
+    if not paper:
+        engines += [("phasekit rPIE (fused CPU kernels)", E.RPIE, {}, None),
+                    ("phasekit ePIE (torch reference path)", E.EPIE, {}, False)]
+    for name, cls, kw, fused in engines:
+        ts, rf, bs = time_engine(prob, cls, iters if fused is None else max(2, iters // 3),
                                  fused=fused, **kw)
         paired = float(np.median(np.asarray(ts) / np.asarray(bs)))
         res[name] = {"t_iter_s": ts, "median_s": float(np.median(ts)), "R_F_last": rf,
                      "fft_sweep_s": bs, "x_bound_paired": paired}
-        print(name, f"{np.median(ts) * 1e3:.1f} ms/iter, {paired:.2f}x the paired FFT bound",
+        print(key, name, f"{np.median(ts) * 1e3:.1f} ms/iter, {paired:.2f}x the paired FFT bound",
               flush=True)
-    # FFT bound re-measured after the engines (the machine is shared; report both)
-    t_fft2 = fft_pair_time()
+    t_fft2 = fft_pair_time(Np, reps=3000 if Np <= 128 else 100)
     res["fft_pair_after_s"] = t_fft2
-    ptylab = None
-    if Path(a.ptylab_python).exists():
-        worker = tmp / "ptylab_worker.py"
-        worker.write_text(PTYLAB_WORKER)
-        out = tmp / "ptylab.json"
-        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        b0 = fft_sweep_time(N)
-        p = subprocess.run([a.ptylab_python, str(worker), str(fn), str(a.iters), str(out)],
-                           capture_output=True, text=True, env=env, timeout=3000, check=False)
-        b1 = fft_sweep_time(N)
-        if p.returncode == 0 and out.exists():
-            ptylab = json.loads(out.read_text())
-            ptylab["median_s"] = float(np.median(ptylab["t_iter_s"]))
-            ptylab["fft_sweep_s"] = [b0, b1]
-            ptylab["x_bound_paired"] = ptylab["median_s"] / (0.5 * (b0 + b1))
-            print("PtyLab ePIE", f"{ptylab['median_s'] * 1e3:.1f} ms/iter", flush=True)
-        else:
-            print("PtyLab failed:", p.stderr[-2000:], file=sys.stderr)
+    ptylab = run_ptylab(a, fn, N, Np, No, a.paper_ptylab_iters if paper else iters, tmp, key)
     res["ptylab_epie"] = ptylab
-    # pty-chi (subprocess of this Python, its packages only on the worker's PYTHONPATH)
-    ptychi, ptychi_why = None, ""
-    if all(Path(q).exists() for q in a.ptychi_path.split(":")):
-        from phasekit.ptycho.probe import energy_match
-
-        yy, xx = np.mgrid[-64:64, -64:64]
-        disk = ((xx ** 2 + yy ** 2) <= 32 ** 2).astype(np.complex64)
-        npz = tmp / "ptychi_data.npz"
-        np.savez(npz, I=I.astype(np.float32), pos=pos, probe0=energy_match(disk, I))
-        worker = tmp / "ptychi_worker.py"
-        worker.write_text(PTYCHI_WORKER)
-        out = tmp / "ptychi.json"
-        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                   OPENBLAS_NUM_THREADS="1",
-                   PYTHONPATH=a.ptychi_path + (":" + os.environ["PYTHONPATH"]
-                                               if os.environ.get("PYTHONPATH") else ""))
-        b0 = fft_sweep_time(N)
-        p = subprocess.run([sys.executable, str(worker), str(npz), str(a.iters), str(out)],
-                           capture_output=True, text=True, env=env, timeout=3000, check=False)
-        b1 = fft_sweep_time(N)
-        if p.returncode == 0 and out.exists():
-            ptychi = json.loads(out.read_text())
-            ptychi["fft_sweep_s"] = [b0, b1]
-            for k, v in ptychi["configs"].items():
-                if "t_iter_s" in v:
-                    v["median_s"] = float(np.median(v["t_iter_s"]))
-                    v["x_bound_paired"] = v["median_s"] / (0.5 * (b0 + b1))
-                    print(f"pty-chi {k}", f"{v['median_s'] * 1e3:.1f} ms/iter", flush=True)
-                else:
-                    print(f"pty-chi {k} failed: {v['error']}", flush=True)
-        else:
-            ptychi_why = "pty-chi worker failed: " + p.stderr.strip().splitlines()[-1][:300] \
-                if p.stderr.strip() else f"pty-chi worker exit {p.returncode}"
-            print(ptychi_why, file=sys.stderr)
-    else:
-        ptychi_why = f"pty-chi not installed at {a.ptychi_path} (see the module docstring)"
+    ptylab_ok = bool(ptylab) and "median_s" in ptylab
+    ptychi, ptychi_why = (None, "not run at this size (the brief asks for PtyLab only; pty-chi "
+                          "takes ~50x our time per sweep at 128^2)") if paper else \
+        run_ptychi(a, I, pos, N, tmp)
     res["ptychi_epie"] = ptychi
     b = min(t_fft, t_fft2) * N
+    res["fft_bound_s"] = b
     for name in [k for k in res if k.startswith("phasekit")]:
         m = res[name]["median_s"]
         rows.append([name, m * 1e3, m / N * 1e6, m / b, res[name]["x_bound_paired"],
-                     (ptylab["median_s"] / m) if ptylab else None])
-    if ptylab:
+                     (ptylab["median_s"] / m) if ptylab_ok else None])
+    if ptylab_ok:
         rows.append([f"PtyLab {ptylab['ptylab']} ePIE (numpy {ptylab['numpy']})",
                      ptylab["median_s"] * 1e3, ptylab["median_s"] / N * 1e6,
                      ptylab["median_s"] / b, ptylab["x_bound_paired"], 1.0])
@@ -340,7 +384,7 @@ def main():
                 m = v["median_s"]
                 rows.append([f"pty-chi {ptychi['ptychi']} {k} (torch {ptychi['torch']})", m * 1e3,
                              m / N * 1e6, m / b, v["x_bound_paired"],
-                             (ptylab["median_s"] / m) if ptylab else None])
+                             (ptylab["median_s"] / m) if ptylab_ok else None])
         pc_seq = ptychi["configs"].get("EPIE batch=1 interp=BILINEAR", {}).get("median_s")
         pc_seqx = ptychi["configs"].get("EPIE batch=1 interp=BILINEAR", {}).get("x_bound_paired")
         if pc_seq is None:
@@ -350,56 +394,130 @@ def main():
     cr = res["phasekit CRISP (fused CPU kernels)"]["median_s"]
     epx = res["phasekit ePIE (fused CPU kernels)"]["x_bound_paired"]
     crx = res["phasekit CRISP (fused CPU kernels)"]["x_bound_paired"]
+    tag = f"[{Np}^2] "
     claims = [
-        claim("ePIE within 1.5x of the FFT bound (400 FFT pairs of 128^2 per sweep)", epx <= 1.5,
+        claim(f"{tag}ePIE within 1.5x of the FFT bound ({N} FFT pairs of {Np}^2 per sweep)",
+              epx <= 1.5,
               f"median over iterations of sweep time / FFT-pairs time measured right after it: "
               f"{epx:.2f}x (against the bound measured before/after all engines: {ep / b:.2f}x)"),
-        claim("CRISP within 1.5x of the FFT bound", crx <= 1.5,
+        claim(f"{tag}CRISP within 1.5x of the FFT bound", crx <= 1.5,
               f"paired {crx:.2f}x (unpaired {cr / b:.2f}x)"),
-        claim("CRISP costs about as much as ePIE (paper: 1.09x)", cr / ep <= 1.2,
+        claim(f"{tag}CRISP costs about as much as ePIE (paper: 1.09x)", cr / ep <= 1.2,
               f"CRISP / ePIE = {cr / ep:.2f}"),
-        claim("faster than PtyLab's ePIE on the same data",
-              (ptylab["median_s"] > ep and ptylab["x_bound_paired"] > epx) if ptylab else None,
+        claim(f"{tag}faster than PtyLab's ePIE on the same data",
+              (ptylab["median_s"] > ep and ptylab["x_bound_paired"] > epx) if ptylab_ok else None,
               f"PtyLab {ptylab['median_s'] * 1e3:.1f} ms vs phasekit {ep * 1e3:.1f} ms "
               f"({ptylab['median_s'] / ep:.1f}x); in units of the FFT bound measured around each "
               f"run: {ptylab['x_bound_paired']:.2f} vs {epx:.2f} "
-              f"({ptylab['x_bound_paired'] / epx:.1f}x)" if ptylab else "PtyLab not available"),
-        claim("faster than pty-chi's ePIE (sequential, batch 1, BILINEAR: the same algorithm)",
-              (pc_seq > ep and pc_seqx > epx) if pc_seq else False,
-              (f"pty-chi {pc_seq * 1e3:.1f} ms vs phasekit {ep * 1e3:.1f} ms ({pc_seq / ep:.1f}x; "
-               f"in FFT-bound units {pc_seqx:.1f} vs {epx:.2f}); "
-               "pty-chi batch 100 (mini-batch, another algorithm): " + ", ".join(
-                   f"{v['median_s'] * 1e3:.1f} ms" for k, v in ptychi["configs"].items()
-                   if "batch=100" in k and "median_s" in v))
-              if pc_seq else f"not measured: {ptychi_why}"),
+              f"({ptylab['x_bound_paired'] / epx:.1f}x)" if ptylab_ok else
+              f"PtyLab not measured: {(ptylab or {}).get('error', 'venv missing')}"),
     ]
+    if not paper:
+        claims.append(claim(
+            f"{tag}faster than pty-chi's ePIE (sequential, batch 1, BILINEAR: the same algorithm)",
+            (pc_seq > ep and pc_seqx > epx) if pc_seq else False,
+            (f"pty-chi {pc_seq * 1e3:.1f} ms vs phasekit {ep * 1e3:.1f} ms ({pc_seq / ep:.1f}x; "
+             f"in FFT-bound units {pc_seqx:.1f} vs {epx:.2f}); "
+             "pty-chi batch 100 (mini-batch, another algorithm): " + ", ".join(
+                 f"{v['median_s'] * 1e3:.1f} ms" for k, v in ptychi["configs"].items()
+                 if "batch=100" in k and "median_s" in v))
+            if pc_seq else f"not measured: {ptychi_why}"))
+    else:
+        claims.append(claim(f"{tag}faster than pty-chi's ePIE", None, ptychi_why))
+    sizes = {"frames": [Np, Np], "object": [No, No], "positions": N, "scan": C["label"],
+             "timed_iterations": iters, "threads": 1}
+    return {"key": key, "sizes": sizes, "rows": rows, "claims": claims, "results": res, "b": b,
+            "t_fft": t_fft, "t_fft2": t_fft2, "N": N, "Np": Np}
+
+
+def plot_cases(cases, path):
+    """One log-scale bar panel per case: ``cases`` = [(rows, fft_bound_s, N, M), ...]."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    names = [r[0] for r in rows]
-    ax.barh(names, [r[1] for r in rows])
-    ax.axvline(b * 1e3, color="k", ls="--", label="FFT bound")
-    ax.set_xscale("log")
-    ax.set_xlabel("ms per iteration (400 positions, 128^2)")
-    ax.legend()
-    save_figure(fig, RESULTS / f"{NAME}.png")
-    sizes = {"frames": [128, 128], "object": [512, 512], "positions": N, "timed_iterations": a.iters,
-             "threads": 1}
+    fig, axs = plt.subplots(len(cases), 1, figsize=(10, 1.2 + 0.45 * sum(len(c[0]) for c in cases)),
+                            squeeze=False,
+                            gridspec_kw={"height_ratios": [len(c[0]) + 1 for c in cases]})
+    for ax, (rows, b, N, M) in zip(axs[:, 0], cases):
+        vals = [r[1] for r in rows]
+        lo = 0.5 * min(min(vals), b * 1e3)
+        ax.barh([r[0] for r in rows], [v - lo for v in vals], left=lo)
+        ax.axvline(b * 1e3, color="k", ls="--", label="FFT bound")
+        ax.set_xscale("log")
+        ax.set_xlim(lo, 1.5 * max(vals))
+        ax.set_xlabel(f"ms per iteration ({N} positions, {M}^2 frames)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def replot():
+    """Redraw ``ptycho_speed.png`` from ``ptycho_speed.json``."""
+    d = json.loads((RESULTS / f"{NAME}.json").read_text())
+    plot_cases([(c["table"], c["results"]["fft_bound_s"], c["sizes"]["positions"],
+                 c["sizes"]["frames"][0]) for c in d["cases"].values()], RESULTS / f"{NAME}.png")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--iters", type=int, default=6)
+    ap.add_argument("--paper-iters", type=int, default=3, help="timed sweeps at 470^2")
+    ap.add_argument("--paper-ptylab-iters", type=int, default=2)
+    ap.add_argument("--ptylab-timeout", type=int, default=600)
+    ap.add_argument("--cases", default="spiral128,paper470,paper480")
+    ap.add_argument("--ptylab-python", default="/tmp/venv_ptylab/bin/python")
+    ap.add_argument("--ptychi-path", default="/tmp/ptychi_site:/tmp/ptychi_stub")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON")
+    a = ap.parse_args()
+    global NAME
+    if a.replot:
+        replot()
+        return
+    if a.quick:
+        a.iters, a.paper_iters, a.paper_ptylab_iters = 1, 1, 1
+        NAME = NAME + "_quick"
+    threads = set_threads(1)
+    meta = machine_meta({"threads": threads})
+    tmp = Path(tempfile.mkdtemp(prefix="ptycho_speed_"))
+    out = [measure_case(k, a, tmp) for k in a.cases.split(",") if k]
+    by = {o["key"]: o for o in out}
+    if "paper470" in by and "paper480" in by:  # which paper-size case is the one to read
+        o7, o8 = by["paper470"], by["paper480"]
+        e7 = o7["results"]["phasekit ePIE (fused CPU kernels)"]
+        e8 = o8["results"]["phasekit ePIE (fused CPU kernels)"]
+        f7, f8 = min(o7["t_fft"], o7["t_fft2"]), min(o8["t_fft"], o8["t_fft2"])
+        o7["claims"].append(claim(
+            "[470^2 vs 480^2] 470^2 frames (47 prime) are pathologically slow in torch's FFT: an "
+            "FFT pair costs > 2x that of 480^2 (4 % more pixels)", f7 > 2 * f8,
+            f"FFT pair 470^2 {f7 * 1e3:.2f} ms vs 480^2 {f8 * 1e3:.2f} ms ({f7 / f8:.1f}x); ePIE "
+            f"sweep 470^2 {e7['median_s']:.2f} s ({e7['x_bound_paired']:.2f}x its FFT bound) vs "
+            f"480^2 {e8['median_s']:.2f} s ({e8['x_bound_paired']:.2f}x its FFT bound), "
+            f"ratio {e7['median_s'] / e8['median_s']:.1f}x"))
+    plot_cases([(o["rows"], o["b"], o["N"], o["Np"]) for o in out], RESULTS / f"{NAME}.png")
     md = [f"# {NAME}: time per ptychography iteration", "", meta_markdown(meta), "",
-          f"Sizes: {sizes}. FFT pair (torch, complex64, 1 thread): {t_fft * 1e6:.1f} us before, "
-          f"{t_fft2 * 1e6:.1f} us after the engines; bound = 400 x the smaller = {b * 1e3:.1f} ms.",
-          "", ("x FFT bound (paired): median over iterations of the sweep time divided by the time "
-               "of 400 FFT pairs run right after that sweep (robust to the load of this shared "
-               "machine); for the peers, the FFT bound measured just before and after their run."),
-          "", md_table(["engine", "ms / iteration", "us / position", "x FFT bound",
-                        "x FFT bound (paired)", "PtyLab / this"], rows), "", "## Claims", "",
-          claims_markdown(claims), "",
-          f"![times]({NAME}.png)"]
-    write_results(NAME, {"meta": meta, "sizes": sizes, "claims": claims, "results": res,
-                         "table": rows}, "\n".join(md))
+          ("x FFT bound (paired): median over iterations of the sweep time divided by the time "
+           "of the sweep's FFT pairs (one forward + one inverse per position, torch complex64, "
+           "1 thread) run right after that sweep (robust to the load of this shared machine); "
+           "for the peers, the FFT bound measured just before and after their run.  "
+           "x FFT bound: against the smaller of the FFT-pair times measured before and after "
+           "the engines.")]
+    claims = []
+    for o in out:
+        md += ["", f"## {o['sizes']['scan']}", "",
+               (f"Sizes: {o['sizes']}. FFT pair: {o['t_fft'] * 1e6:.1f} us before, "
+                f"{o['t_fft2'] * 1e6:.1f} us after the engines; bound = {o['N']} x the smaller "
+                f"= {o['b'] * 1e3:.1f} ms."), ""]
+        md += [md_table(["engine", "ms / iteration", "us / position", "x FFT bound",
+                         "x FFT bound (paired)", "PtyLab / this"], o["rows"])]
+        claims += o["claims"]
+    md += ["", "## Claims", "", claims_markdown(claims), "", f"![times]({NAME}.png)"]
+    write_results(NAME, {"meta": meta, "cases": {o["key"]: {"sizes": o["sizes"],
+                                                            "results": o["results"],
+                                                            "table": o["rows"]} for o in out},
+                         "claims": claims}, "\n".join(md))
     print("\n".join(md))
 
 
