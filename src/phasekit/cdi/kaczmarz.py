@@ -545,7 +545,6 @@ class RandomizedKaczmarz(Algorithm):
             self.lam = 0.0
         self.tau = self.relax * self.lam / ((1.0 if self._real else 2.0) * R.frob2)
         self._wbuf = np.empty(R.n_support, dtype=R.E1_np.dtype)
-        m = R.m
         self.s = int(self.epoch_length) if self.epoch_length is not None else default_epoch_length(R, self._real)
 
     def _use_numba(self, xs) -> bool:
