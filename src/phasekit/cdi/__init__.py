@@ -1,7 +1,6 @@
 """Coherent diffractive imaging: single-pattern phase retrieval."""
-from .api import build_stages, er, gps, gps_f, gps_r, hio, oss, raar, reconstruct, so2d, so4d
-from .kaczmarz import rk, vrrk, vrrk_l1, vrrk_l2
-from .mm import cprime
+from .api import (build_stages, cprime, er, gps, gps_f, gps_r, hio, oss, raar, reconstruct, rk,
+                  so2d, so4d, vrrk, vrrk_l1, vrrk_l2)
 from .problem import CDIProblem
 from .shrinkwrap import ShrinkWrap, autocorrelation_support
 

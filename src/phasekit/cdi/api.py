@@ -157,3 +157,9 @@ so2d = _make("so2d", "SO2D (Marchesini 2007): HIO with (alpha, beta) from the 2-
                      "trust-region SR1 (docs/saddle.md).")
 so4d = _make("so4d", "SO4D (Marchesini 2007): the 4-D subspace saddle point with the previous pair of "
                      "directions (docs/saddle.md).")
+rk = _make("rk", "Randomized Kaczmarz (Xian et al. 2022 eqs. 9-10); ``n_iter`` counts epochs.")
+vrrk = _make("vrrk", "VR-RK (Xian et al. 2022 Algorithm 1, canonical form); ``n_iter`` counts epochs.")
+vrrk_l2 = _make("vrrk-l2", "VR-RK with the L2 term of eq. (13); ``n_iter`` counts epochs.")
+vrrk_l1 = _make("vrrk-l1", "VR-RK with the L1 term of eq. (17) (prox-SVRG); ``n_iter`` counts epochs.")
+cprime = _make("cprime", "C-PRIME / MM (Xian et al. 2022 eqs. 17-19): ER followed by soft-thresholding "
+                         "at ``C = 1``.")

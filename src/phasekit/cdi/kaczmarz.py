@@ -760,21 +760,3 @@ class VRRKL1(VRRK):
 
     name = "vrrk-l1"
     config_cls = VRRKL1Config
-
-
-# --------------------------------------------------------------------------- functional API
-def _make(name: str, doc: str):
-    def fn(intensity, support=None, **kwargs):
-        from .api import reconstruct
-
-        return reconstruct(intensity, support, algorithm=name, **kwargs)
-
-    fn.__name__ = name.replace("-", "_")
-    fn.__doc__ = doc + "\n\nSee :func:`phasekit.cdi.api.reconstruct` for the common keyword arguments."
-    return fn
-
-
-rk = _make("rk", "Randomized Kaczmarz (eqs. 9-10); ``n_iter`` counts epochs.")
-vrrk = _make("vrrk", "VR-RK (Algorithm 1, canonical form); ``n_iter`` counts epochs.")
-vrrk_l2 = _make("vrrk-l2", "VR-RK with the L2 term of eq. (13); ``n_iter`` counts epochs.")
-vrrk_l1 = _make("vrrk-l1", "VR-RK with the L1 term of eq. (17) (prox-SVRG); ``n_iter`` counts epochs.")

@@ -110,12 +110,3 @@ class CPrimeMM(ProjectionAlgorithm):
         return {"R_F": p.rfactor_fourier(z), "loss": loss,
                 "objective": loss + 0.5 * self.lam * float(x.abs().to(torch.float64).sum())}
 
-
-def cprime(intensity, support=None, **kwargs):
-    """C-PRIME / MM (eqs. 17-19): ER followed by soft-thresholding at ``C = 1``.
-
-    See :func:`phasekit.cdi.api.reconstruct` for the common keyword arguments.
-    """
-    from .api import reconstruct
-
-    return reconstruct(intensity, support, algorithm="cprime", **kwargs)
