@@ -68,15 +68,22 @@ def astra_forward_slice(sl, thetas_deg, transpose, sign):
     return sino[:, :n]
 
 
-def calibrate_astra(n=32):
-    if "astra" in _MAP:
-        return _MAP["astra"]
+def _point_reference(n):
+    """An off-centre point in an (n, 3, n) volume, the tilt (30 deg) and our projection of its
+    middle slice: the reference both peers' conventions are calibrated against."""
     from phasekit.tomo.projectors import RealSpaceProjector
 
     vol = np.zeros((n, 3, n), np.float32)
     vol[n // 2 + 5, 1, n // 2 - 9] = 1.0
     th = np.array([30.0])
     ours = RealSpaceProjector(vol.shape, th).forward(torch.as_tensor(vol))[0, :, 1].numpy()
+    return vol, th, ours
+
+
+def calibrate_astra(n=32):
+    if "astra" in _MAP:
+        return _MAP["astra"]
+    vol, th, ours = _point_reference(n)
     best = None
     for tr in (False, True):
         for sg in (1, -1):
@@ -136,12 +143,7 @@ def calibrate_skimage(n=32):
         return _MAP["skimage"]
     from skimage.transform import radon
 
-    from phasekit.tomo.projectors import RealSpaceProjector
-
-    vol = np.zeros((n, 3, n), np.float32)
-    vol[n // 2 + 5, 1, n // 2 - 9] = 1.0
-    th = np.array([30.0])
-    ours = RealSpaceProjector(vol.shape, th).forward(torch.as_tensor(vol))[0, :, 1].numpy()
+    vol, th, ours = _point_reference(n)
     best = None
     for tr in (False, True):
         for sg in (1, -1):
