@@ -175,7 +175,7 @@ def build_timers(n, args, cohere, data_path, log):
     from phasekit.cdi import kernels
     from phasekit.cdi.api import reconstruct
     from phasekit.cdi.problem import CDIProblem
-    from phasekit.registry import get_algorithm
+    from phasekit.engine import get_algorithm
 
     intensity, support = make_pattern(n, args.seed)
     np.save(data_path, intensity)

@@ -114,7 +114,7 @@ def main():
     name = NAME + ("_quick" if args.quick else "")
     threads = set_threads(1)
     meta = machine_meta({"threads": threads})
-    from phasekit.registry import get_algorithm
+    from phasekit.engine import get_algorithm
 
     order_rng = np.random.default_rng(0)
     results = {}

@@ -11,7 +11,7 @@ item 12).  Every algorithm starts from the same random-phase starts (``rng = see
 Success: the first iteration at which ``eps^_s = ||P_sbar P_m rho|| / ||sqrt I|| < threshold``
 (digest §9 item 3; free for all three algorithms: it is ``||d_sbar|| / ||sqrt I||``).  Each start
 runs until the smallest threshold of ``--thresholds`` is crossed or ``--cap`` iterations, through
-the shared driver (:func:`phasekit.run.run`, one call per start, a callback that records the
+the shared driver (:func:`phasekit.engine.run`, one call per start, a callback that records the
 crossings and stops the run).  The aligned error against the true object (global phase, shift,
 twin removed) of the estimate ``P_s P_m rho`` at the stop is recorded to show that a success is a
 good reconstruction.
@@ -62,7 +62,7 @@ def one_start(problem, truth, alg, params, seed, cap, thresholds):
 
     from phasekit.cdi.saddle import support_violation
     from phasekit.metrics import relative_error
-    from phasekit.run import Stage, run
+    from phasekit.engine import Stage, run
 
     thr = sorted(thresholds, reverse=True)
     first = {t: None for t in thr}
@@ -105,7 +105,7 @@ def interleaved_step_times(problem, algs, seed, repeats=15, block=40, warmup=40)
     interleaved blocks (shuffled order per repeat) from the same start: medians of the per-repeat
     ratios to HIO, robust to the load of the shared machine (the per-start timings of the success
     runs are sequential)."""
-    from phasekit.registry import get_algorithm
+    from phasekit.engine import get_algorithm
 
     x0 = problem.random_start(np.random.default_rng(seed))
     objs = {}

@@ -9,7 +9,7 @@ from phasekit.cdi.kernels import fourier_project
 from phasekit.core.errors import ConfigError, FileFormatError, InputError
 from phasekit.metrics import relative_error
 from phasekit.operators import constraint_mask
-from phasekit.run import parse_schedule
+from phasekit.engine import parse_schedule
 
 # ---------------------------------------------------------------- identities
 

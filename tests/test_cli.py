@@ -203,7 +203,7 @@ def test_resume_from_checkpoint(data_file, tmp_path, monkeypatch):
     the uninterrupted result."""
     from phasekit.cdi import reconstruct
     from phasekit.io import read_diffraction, read_result
-    from phasekit.registry import get_algorithm
+    from phasekit.engine import get_algorithm
 
     opts = ["--schedule", "HIO:40,ER:10", "--real", "--positive", "--starts", 2, "--seed", 3,
             "--no-figure"]
@@ -330,7 +330,7 @@ def test_demo_small(tmp_path):
 def test_plot_functions(tmp_path, data_file):
     from phasekit.io import read_diffraction
     from phasekit.plot import plot_cdi_result, plot_pattern
-    from phasekit.run import ReconResult
+    from phasekit.engine import ReconResult
 
     d = read_diffraction(data_file)
     p = plot_pattern(d.intensity, tmp_path / "pattern.png", mask=d.mask)

@@ -428,7 +428,7 @@ def test_soft_threshold_forms():
 
 # --------------------------------------------------------------------------- registry / CLI
 def test_registry_names():
-    from phasekit.registry import get_algorithm
+    from phasekit.engine import get_algorithm
 
     assert get_algorithm("rk").cls is RandomizedKaczmarz
     assert get_algorithm("vrrk").cls is VRRK

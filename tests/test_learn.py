@@ -418,8 +418,7 @@ def test_bad_inputs(X, kw, err, match):
 
 def test_shared_driver_chain_and_registry(small_cdi):
     """The k-means steps run in the shared driver: Lloyd then SBE from where it stopped (Fig. 4.1)."""
-    from phasekit.registry import get_algorithm
-    from phasekit.run import Stage, run
+    from phasekit.engine import Stage, get_algorithm, run
 
     X = thesis_2d(0)
     p = KMeansProblem(X, 4, rng=0)

@@ -4,7 +4,7 @@ import torch
 
 from phasekit.operators import FarField, SupportMask, apply_constraints, dot_test, modulus_projection, proj_dual
 from phasekit.cdi import kernels
-from phasekit.learn.smoothing import laplacian_smooth, laplacian_smoothing_divisor
+from phasekit.operators.smoothing import laplacian_smooth, laplacian_smoothing_divisor
 
 
 @pytest.mark.parametrize("work", [False, True])

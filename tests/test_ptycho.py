@@ -19,7 +19,7 @@ from phasekit.ptycho.operators import (ObjectPatches, ProbeShift, PtychoObjectOp
                                        split_positions)
 from phasekit.ptycho.probe import (bl24xu, bump, fzp_probe, gaussian, scale_to_dose,
                                    vacuum_origin_intensity, circular_aperture)
-from phasekit.registry import available, get_algorithm
+from phasekit.engine import available, get_algorithm
 
 M = 32
 

@@ -131,7 +131,7 @@ def test_cli_errors(tmp_path):
     r.invoke(cli, ["simulate", "ptycho", "--object", "random", "--frame", "32", "--points", "3",
                    "--beam-diameter", "16", "--out", str(scan_f)])
     for args, text in ((["--real"], "not supported for ptychography"),
-                       (["--algorithm", "hio"], "not a ptychography algorithm"),
+                       (["--algorithm", "hio"], "this is ptychography data"),
                        (["--param", "clip=wrong"], "clip"),
                        (["--param", "lambda_o=3"], "lambda_o")):
         out = r.invoke(cli, ["reconstruct", str(scan_f), "-n", "2", "-q", "--no-figure",

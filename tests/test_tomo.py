@@ -304,7 +304,7 @@ def test_fbp_full_range_scale_and_euler_rejected(vesicle24):
     assert ru.sum() / rsp.sum() == pytest.approx(180 / (np.ptp(ang[sub]) + 1.5), rel=1e-3)
     with pytest.raises(ConfigError, match="single y-axis"):
         tomo.reconstruct(b[:2], [[10, 20, 0], [0, 30, 0]], algorithm="fbp")
-    with pytest.raises(ConfigError, match="unknown FBP filter"):
+    with pytest.raises(ConfigError, match="invalid parameter .filter"):
         tomo.reconstruct(b, ang, algorithm="fbp", filter="box")
 
 
@@ -354,7 +354,7 @@ def test_problem_bad_inputs():
         tomo.TomoProblem.from_arrays(b, [0, 1, 2.0], support=np.ones((8, 8, 7), bool))
     with pytest.raises(ConfigError, match="invalid parameter 'step'"):
         tomo.reconstruct(b, [0, 1, 2.0], algorithm="resire", n_iter=2, step=0.0)
-    with pytest.raises(ConfigError, match="cdi algorithm"):
+    with pytest.raises(ConfigError, match="CDI .* algorithm"):
         tomo.reconstruct(b, [0, 1, 2.0], algorithm="hio", n_iter=2)
     with pytest.raises(ConfigError, match="not accepted"):
         tomo.reconstruct(b, [0, 1, 2.0], algorithm="sirt", n_iter=2, step=1.0)
@@ -448,11 +448,11 @@ def test_cli_simulate_and_reconstruct_tomo(tmp_path):
 
 
 @pytest.mark.parametrize("args,msg", [
-    (["-a", "hio", "-n", "2"], "cdi algorithm"),
+    (["-a", "hio", "-n", "2"], "this is tomography data"),
     (["--schedule", "HIO:2"], "not supported for tomography"),
     (["-n", "2", "-p", "step=-1"], "invalid parameter 'step'"),
-    (["-a", "sirt", "-n", "2", "-p", "filter=hann"], "only for --algorithm fbp"),
-    (["-a", "fbp", "-p", "angle_weights=cubic"], "unknown angle_weights"),
+    (["-a", "sirt", "-n", "2", "-p", "filter=hann"], "fbp only, not of sirt"),
+    (["-a", "fbp", "-p", "angle_weights=cubic"], "invalid parameter 'angle_weights'"),
 ])
 def test_cli_tomo_errors_are_one_line(tmp_path, args, msg):
     runner = CliRunner()

@@ -1,7 +1,8 @@
 """phasekit: computational microscopy toolkit.
 
-CDI phase retrieval (ER, HIO, RAAR, OSS, GPS-R/F, shrink-wrap) on a shared iteration driver,
-with simulation, metrics, CXI I/O and a command-line interface.  See the README and docs/.
+CDI phase retrieval, ptychography, tomography and k-means on one modality-neutral engine
+(:mod:`phasekit.engine`), with simulation, metrics, CXI/HDF5 I/O and a command-line interface.
+See the README and docs/.
 
 Heavy optional modules (h5py, matplotlib) are imported lazily by the sub-modules that need them.
 """
@@ -35,8 +36,8 @@ def __getattr__(name):  # lazy access to the main entry points
         from . import cdi
 
         return getattr(cdi, name)
-    if name in {"ReconResult", "run"}:
-        from . import run as _run
+    if name in {"ReconResult", "run", "solve"}:
+        from . import engine
 
-        return getattr(_run, name)
+        return getattr(engine, name)
     raise AttributeError(f"module 'phasekit' has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """Public CDI entry points: :func:`reconstruct` and one function per algorithm.
 
-Data positional, options keyword-only; every function returns a :class:`~phasekit.run.ReconResult`.
+Data positional, options keyword-only; every function returns a :class:`~phasekit.engine.ReconResult`.
 """
 from __future__ import annotations
 
@@ -9,60 +9,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..core.errors import ConfigError
-from ..registry import get_algorithm
-from ..run import ReconResult, Stage, parse_schedule, run
+from ..engine import ReconResult, solve
 from .problem import CDIProblem
 from .shrinkwrap import ShrinkWrap
-
-
-def _validate_params(spec, params: dict) -> dict:
-    try:
-        cfg = spec.config(**params)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        raise ConfigError(f"{spec.name}: invalid parameter {loc!r}: {err.get('msg')}") from None
-    return {k: getattr(cfg, k) for k in params}
-
-
-def build_stages(algorithm: str | None, n_iter: int | None, schedule: str | list | None,
-                 params: dict) -> list[Stage]:
-    """Turn (algorithm, n_iter) or a schedule plus flat ``params`` into validated stages.
-
-    Each flat parameter goes to every stage whose config has that field; a parameter no stage
-    accepts is a :class:`ConfigError`.  ``params`` may also hold per-algorithm dicts
-    (``{"hio": {"beta": 0.8}}``).
-    """
-    if schedule is not None:
-        stages = parse_schedule(schedule) if isinstance(schedule, str) else [
-            s if isinstance(s, Stage) else Stage(*s) for s in schedule]
-    else:
-        spec = get_algorithm(algorithm or "hio")
-        n = spec.default_n_iter if n_iter is None else int(n_iter)
-        if n < 1:
-            raise ConfigError(f"n_iter must be >= 1, got {n_iter}")
-        stages = [Stage(spec.name, n)]
-    specs = [get_algorithm(s.algorithm) for s in stages]
-    per_alg = {k.lower(): v for k, v in params.items() if isinstance(v, dict)}
-    flat = {k: v for k, v in params.items() if not isinstance(v, dict)}
-    used = set()
-    out = []
-    for st, spec in zip(stages, specs):
-        fields = spec.config.model_fields
-        p = {k: v for k, v in flat.items() if k in fields}
-        used |= set(p)
-        for alias in (spec.name, *spec.aliases, st.algorithm):
-            if alias in per_alg:
-                p.update(per_alg[alias])
-        p.update(st.params)
-        out.append(Stage(spec.name, st.n_iter, _validate_params(spec, p)))
-    unused = set(flat) - used
-    if unused:
-        known = sorted({f for sp in specs for f in sp.config.model_fields})
-        raise ConfigError(f"parameter(s) {', '.join(sorted(unused))} not accepted by "
-                          f"{', '.join(sorted({s.algorithm for s in out}))} "
-                          f"(accepted: {', '.join(known) or 'none'})")
-    return out
 
 
 def reconstruct(data, support=None, *, algorithm: str = "hio", n_iter: int | None = None,
@@ -96,7 +45,7 @@ def reconstruct(data, support=None, *, algorithm: str = "hio", n_iter: int | Non
         Random starts (best-of-N by final R-factor) and their seed.
     shrinkwrap : ShrinkWrap, dict of its parameters, True (defaults) or None.
     callback, progress, metric_every, keep_best, checkpoint, checkpoint_every, resume
-        See :func:`phasekit.run.run`.
+        See :func:`phasekit.engine.run`.
     device, precision : str
         ``"cpu"`` / ``"cuda"``; ``"single"`` / ``"double"``.
     **params
@@ -111,7 +60,6 @@ def reconstruct(data, support=None, *, algorithm: str = "hio", n_iter: int | Non
             data = data.intensity
         problem = CDIProblem.from_arrays(data, support, mask, real=real, positive=positive, device=device,
                                          precision=precision, clip_negative=clip_negative)
-    stages = build_stages(algorithm if schedule is None else None, n_iter, schedule, params)
     sw = shrinkwrap
     if sw is True:
         sw = ShrinkWrap()
@@ -122,17 +70,13 @@ def reconstruct(data, support=None, *, algorithm: str = "hio", n_iter: int | Non
             raise ConfigError(f"shrinkwrap: {exc.errors()[0].get('msg')}") from None
     elif sw is False:
         sw = None
-    config = {
-        "algorithm": stages[0].algorithm if len(stages) == 1 else None,
-        "schedule": [[s.algorithm, s.n_iter, s.params] for s in stages],
-        "starts": starts, "seed": rng if isinstance(rng, (int, type(None))) else str(rng),
-        "real": problem.real, "positive": problem.positive, "metric_every": metric_every,
-        "keep_best": keep_best, "precision": problem.precision, "device": str(problem.device),
-        "shrinkwrap": sw.to_dict() if sw is not None else None, "shape": list(problem.shape),
-    }
-    result = run(problem, stages, starts=starts, rng=rng, x0=x0, callback=callback, progress=progress,
-                 metric_every=metric_every, keep_best=keep_best, shrinkwrap=sw, checkpoint=checkpoint,
-                 checkpoint_every=checkpoint_every, resume=resume, config=config)
+    config = {"real": problem.real, "positive": problem.positive, "precision": problem.precision,
+              "shrinkwrap": sw.to_dict() if sw is not None else None}
+    result = solve(problem, algorithm=algorithm, n_iter=n_iter, schedule=schedule, params=params,
+                   starts=starts, rng=rng, x0=x0, callback=callback, progress=progress,
+                   metric_every=metric_every, keep_best=keep_best, constraint_update=sw,
+                   checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+                   config=config)
     result.mask = problem.to_centred(problem.measured).astype(bool)
     return result
 

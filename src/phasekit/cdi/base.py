@@ -5,16 +5,9 @@ P_m rho (or P_s P_m rho), not rho")."""
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict
 
-from ..run import Algorithm
+from ..engine import Algorithm
 from .kernels import fourier_project, realspace_update
-
-
-class StrictConfig(BaseModel):
-    """Base of the algorithm configs: unknown keys and out-of-range values are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ProjectionAlgorithm(Algorithm):

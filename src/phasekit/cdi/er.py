@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 
-from .base import ProjectionAlgorithm, StrictConfig
+from ..engine import StrictConfig
+from .base import ProjectionAlgorithm
 from .kernels import ER
 
 

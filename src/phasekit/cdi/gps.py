@@ -43,9 +43,8 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ..learn.smoothing import laplacian_smoothing_divisor
-from ..run import Algorithm
-from .base import StrictConfig
+from ..operators.smoothing import laplacian_smoothing_divisor
+from ..engine import Algorithm, StrictConfig
 from .filters import oss_alphas, radius_sq
 from .kernels import fourier_project, gps_dual, gps_primal, scale_
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from .base import ProjectionAlgorithm, StrictConfig
+from ..engine import StrictConfig
+from .base import ProjectionAlgorithm
 from .kernels import HIO
 
 

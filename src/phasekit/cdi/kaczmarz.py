@@ -84,8 +84,7 @@ from pydantic import Field, ValidationError
 from ..core.errors import ConfigError, InputError
 from ..core.rng import make_rng
 from ..operators.base import LinearOperator
-from ..run import Algorithm
-from .base import StrictConfig
+from ..engine import Algorithm, StrictConfig
 
 # --------------------------------------------------------------------------- row operator
 
@@ -515,7 +514,7 @@ class RandomizedKaczmarz(Algorithm):
 
     # ---- rng from the driver (one independent stream per start)
     def bind_rng(self, rng) -> None:
-        """Called by :func:`phasekit.run.run` with the start's generator before ``initialize``."""
+        """Called by :func:`phasekit.engine.run` with the start's generator before ``initialize``."""
         if not self._seeded:
             self.rng = np.random.default_rng(int(rng.integers(0, 2**63 - 1)))
 

@@ -32,7 +32,8 @@ import torch
 from pydantic import Field
 
 from ..core.errors import ConfigError
-from .base import ProjectionAlgorithm, StrictConfig
+from ..engine import StrictConfig
+from .base import ProjectionAlgorithm
 
 
 class CPrimeConfig(StrictConfig):

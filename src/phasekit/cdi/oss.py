@@ -5,8 +5,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ..run import Algorithm
-from .base import StrictConfig
+from ..engine import Algorithm, StrictConfig
 from .filters import freq_index_sq, gaussian_window, oss_alphas
 from .kernels import HIO, fourier_project, realspace_update
 

@@ -115,6 +115,29 @@ class CDIProblem:
                    shape=tuple(I.shape), device=dev, precision=precision,
                    amp_sum=float(amp[meas].sum()))
 
+    #: the engine's Problem protocol (phasekit.engine.problem)
+    modality = "cdi"
+    objective_name = "R_F"
+
+    # ------------------------------------------------------------------ Problem protocol
+    def objective(self, x) -> float:
+        """The R-factor of a work-layout image (the driver's figure of merit)."""
+        return self.rfactor(x)
+
+    def to_output(self, x) -> np.ndarray:
+        """Work-layout tensor -> centred NumPy array; real for a real-constrained problem."""
+        a = self.to_centred(x)
+        if self.real and np.iscomplexobj(a):
+            a = np.ascontiguousarray(a.real)
+        return a
+
+    def from_input(self, a) -> torch.Tensor:
+        """A centred start image -> work-layout tensor (shape checked)."""
+        arr = a if isinstance(a, torch.Tensor) else np.asarray(a)
+        if tuple(arr.shape) != tuple(self.shape):
+            raise InputError(f"start image shape {tuple(arr.shape)} != data shape {tuple(self.shape)}")
+        return self.from_centred(arr)
+
     # ------------------------------------------------------------------ helpers
     @property
     def ndim(self) -> int:

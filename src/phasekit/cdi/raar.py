@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from .base import ProjectionAlgorithm, StrictConfig
+from ..engine import StrictConfig
+from .base import ProjectionAlgorithm
 from .kernels import RAAR
 
 

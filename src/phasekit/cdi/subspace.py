@@ -50,8 +50,7 @@ import torch
 from pydantic import Field, ValidationError, model_validator
 
 from ..core.errors import ConfigError
-from ..run import Algorithm
-from .base import StrictConfig
+from ..engine import Algorithm, StrictConfig
 from .saddle import (_APPLY, _APPLY2, _APPLY2P, _APPLY4, _APPLY4N, SubspaceLagrangian, _fused_ok,
                      _linear_constraint, constrain_inplace, enforce_saddle_signs, project_into,
                      solve_saddle, tensor_views)

@@ -49,7 +49,7 @@ def algorithms() -> None:
     Each line: name, modality, default iterations, description, parameters=defaults.
     Set a parameter with 'phasekit reconstruct --param NAME=VALUE'.
     """
-    from ..registry import available
+    from ..engine import available
 
     specs = available()
     width = max(len(s.name) for s in specs)

@@ -18,13 +18,13 @@ import numpy as np
 
 _CDI_ONLY = ("schedule", "shrinkwrap", "sw_every", "sw_threshold", "sw_sigma", "real", "beta",
              "checkpoint", "checkpoint_every", "resume")
-_PROBLEM_KEYS = ("oversampling", "stop_rf", "filter", "angle_weights")
+_PROBLEM_KEYS = ("oversampling", "stop_rf")
 
 
 def run_tomo(input_file, values: dict, params: dict, given, echo=click.echo) -> dict:
     """Reconstruct the tilt series in ``input_file``; write result, history and figure."""
     from ..core.errors import ConfigError
-    from ..run import provenance
+    from ..engine import provenance
     from ..tomo.api import reconstruct
     from ..tomo.io import read_tilt_series, write_tomo_result
     from ..tomo.metrics import anisotropy, fsc, fsc_resolution, relative_error
@@ -57,12 +57,6 @@ def run_tomo(input_file, values: dict, params: dict, given, echo=click.echo) -> 
               progress=False if values.get("quiet") else None,
               metric_every=values.get("metric_every", 1), device=values.get("device", "cpu"),
               precision=values.get("precision", "single"))
-    if alg in ("fbp", "wbp"):
-        kw["filter"] = extra.get("filter", "ramp")
-        kw["angle_weights"] = extra.get("angle_weights", "uniform")
-        kw.pop("n_iter")
-    elif "filter" in extra or "angle_weights" in extra:
-        raise ConfigError("parameters filter and angle_weights are only for --algorithm fbp")
     t0 = time.perf_counter()
     result = reconstruct(ts.projections, ts.angles, **kw, **p)
     wall = time.perf_counter() - t0

@@ -310,7 +310,7 @@ def write_ptycho(path, intensities, positions, *, wavelength: float, distance: f
 
 
 def write_ptycho_result(path, result, *, extra: dict | None = None) -> Path:
-    """Write a ptychography :class:`~phasekit.run.ReconResult`: object (``image_1``), probe
+    """Write a ptychography :class:`~phasekit.engine.ReconResult`: object (``image_1``), probe
     (``image_2``), history, config, provenance, timings, and ``extra`` arrays in ``result_1``."""
     h5py = _h5py()
     p = Path(os.fspath(path))

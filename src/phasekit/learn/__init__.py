@@ -1,14 +1,14 @@
 """Optimisation methods of the Pham thesis (ch. 4-5) and the smoothing operator they share with
 GPS.
 
-* :mod:`.smoothing`: ``(I + (-1)^n sigma L^n)^{-1}`` by FFT (GPS-R, LS-SGD);
+* :mod:`phasekit.operators.smoothing`: ``(I + (-1)^n sigma L^n)^{-1}`` by FFT (GPS-R, LS-SGD);
 * :mod:`.kmeans`: stochastic backward Euler k-means (:class:`SBEKMeans`), Lloyd
   (:class:`KMeans`) and mini-batch k-means (:class:`MiniBatchKMeans`);
 * :mod:`.lsgd`: :class:`LSSGD` and :class:`LSRMSprop` optimisers.
 
-The k-means and optimiser names are imported lazily (``phasekit.cdi`` imports the smoothing).
+The k-means and optimiser names are imported lazily (the smoothing lives in :mod:`phasekit.operators.smoothing`, shared with GPS).
 """
-from .smoothing import (laplacian_eigenvalues, laplacian_smooth, laplacian_smoothing_divisor,
+from ..operators.smoothing import (laplacian_eigenvalues, laplacian_smooth, laplacian_smoothing_divisor,
                         smooth_vector, smoothed_noise_variance_factor)
 
 _LAZY = {

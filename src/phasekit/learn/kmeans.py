@@ -7,8 +7,8 @@ All three methods minimise the thesis objective (eq. (4.4))
     phi(x) = 1/(2N) sum_i min_j ||x_j - p_i||^2
 
 whose 'gradient' (eq. (4.5)) for the current nearest-centroid assignment ``C_j`` is
-``(1/N) [sum_{i in C_j} (x_j - p_i)]_j``.  They are :class:`phasekit.run.Algorithm` subclasses
-run by the shared driver :func:`phasekit.run.run` (one ``step`` = one outer SBE iteration, one
+``(1/N) [sum_{i in C_j} (x_j - p_i)]_j``.  They are :class:`phasekit.engine.Algorithm` subclasses
+run by the shared driver :func:`phasekit.engine.run` (one ``step`` = one outer SBE iteration, one
 Lloyd iteration or one mini-batch update), so they get its history, callbacks, progress bar and
 best-of-``n_init`` selection (by ``phi``).  The estimator classes :class:`SBEKMeans`,
 :class:`KMeans` and :class:`MiniBatchKMeans` give them a scikit-learn-like interface (``fit``,
@@ -45,11 +45,10 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ..cdi.base import StrictConfig
 from ..core.device import as_tensor, real_dtype, resolve_device
 from ..core.errors import ConfigError, InputError, PhasekitError
 from ..core.rng import make_rng
-from ..run import Algorithm, Stage, run
+from ..engine import Algorithm, StrictConfig, solve
 
 __all__ = ["kmeans_objective", "assign", "KMeansProblem", "SBEStep", "LloydStep", "MiniBatchStep",
            "SBEConfig", "LloydConfig", "MiniBatchConfig", "SBEKMeans", "KMeans", "MiniBatchKMeans",
@@ -137,7 +136,7 @@ def _validate_data(X, name="X") -> np.ndarray | torch.Tensor:
 
 
 class KMeansProblem:
-    """Data and initialisation of a k-means run, in the form :func:`phasekit.run.run` drives.
+    """Data and initialisation of a k-means run, in the form :func:`phasekit.engine.run` drives.
 
     Parameters
     ----------
@@ -152,11 +151,13 @@ class KMeansProblem:
     rng
         Generator of the mini-batches when no random start is drawn (explicit initial centres).
 
-    The driver's "R-factor" of an estimate is here the objective ``phi`` (lower is better), its
-    "image" the ``(K, d)`` centre array; there is no support (an empty tensor).
+    It implements the engine's :class:`~phasekit.engine.Problem` protocol: the objective is
+    ``phi`` (lower is better, recorded as ``objective``), the output the ``(K, d)`` centre
+    array; there is no support.
     """
 
     modality = "ml"
+    objective_name = "objective"
 
     def __init__(self, X, n_clusters: int, *, init: str = "k-means++", device=None,
                  precision: str = "single", rng=None):
@@ -176,11 +177,20 @@ class KMeansProblem:
         self.init = init
         self.rng = make_rng(rng)
         self.shape = (self.n, self.d)
-        self.support = torch.zeros(0, device=self.device)
         # mean feature variance: the scale of Lloyd's tolerance (scikit-learn's convention)
         self.mean_var = float(self.X.to(torch.float64).var(0, unbiased=False).mean())
 
     # --- driver interface
+    def objective(self, C: torch.Tensor) -> float:
+        """The objective ``phi`` of centres ``C`` on the full data."""
+        return self.rfactor(C)
+
+    def to_output(self, C: torch.Tensor) -> np.ndarray:
+        return self.to_centred(C)
+
+    def from_input(self, C) -> torch.Tensor:
+        return self.from_centred(C)
+
     def rfactor(self, C: torch.Tensor) -> float:
         """The objective ``phi`` of centres ``C`` on the full data."""
         _, m = assign(self.X, C)
@@ -417,21 +427,6 @@ class _BaseKMeans:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_clusters={self.n_clusters}, {', '.join(f'{k}={v!r}' for k, v in self._params().items())})"
 
-    def _stage(self) -> Stage:
-        from ..registry import get_algorithm
-
-        spec = get_algorithm(self._algorithm)
-        try:
-            spec.config(**self._params())
-        except Exception as exc:  # pydantic ValidationError -> one clear message
-            errs = getattr(exc, "errors", lambda: [])()
-            if errs:
-                e = errs[0]
-                loc = ".".join(str(p) for p in e.get("loc", ()))
-                raise ConfigError(f"{type(self).__name__}: invalid {loc}={e.get('input')!r}: {e.get('msg')}") from None
-            raise
-        return Stage(spec.name, int(self.max_iter), self._params())
-
     def fit(self, X, y=None):
         """Cluster ``X`` (``(n_samples, n_features)``); returns ``self``."""
         if int(self.max_iter) != self.max_iter or self.max_iter < 1:
@@ -443,11 +438,11 @@ class _BaseKMeans:
         explicit = not isinstance(self.init, str)
         problem = KMeansProblem(X, self.n_clusters, init="random" if explicit else self.init,
                                 device=self.device, precision=self.precision, rng=self.rng)
-        stage = self._stage()
-        x0 = problem.to_centred(problem.from_centred(self.init)) if explicit else None
-        res = run(problem, [stage], starts=int(self.n_init), rng=self.rng, x0=x0,
-                  callback=self.callback, progress=self.progress, metric_every=int(self.metric_every),
-                  config={"algorithm": stage.algorithm, "n_clusters": problem.k, **stage.params})
+        x0 = problem.to_output(problem.from_input(self.init)) if explicit else None
+        res = solve(problem, algorithm=self._algorithm, n_iter=int(self.max_iter),
+                    params=self._params(), starts=int(self.n_init), rng=self.rng, x0=x0,
+                    callback=self.callback, progress=self.progress,
+                    metric_every=int(self.metric_every), config={"n_clusters": problem.k})
         C = torch.as_tensor(res.image, device=problem.device, dtype=problem.rdtype)
         lab, m = assign(problem.X, C)
         self.cluster_centers_ = res.image

@@ -30,7 +30,7 @@ import torch
 from torch.optim import Optimizer
 
 from ..core.errors import ConfigError
-from .smoothing import smooth_vector
+from ..operators.smoothing import smooth_vector
 
 __all__ = ["LSSGD", "LSRMSprop"]
 

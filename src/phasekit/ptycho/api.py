@@ -1,6 +1,6 @@
 """Public ptychography entry point :func:`reconstruct` and one function per engine.
 
-Data positional, options keyword-only; every function returns a :class:`~phasekit.run.ReconResult`
+Data positional, options keyword-only; every function returns a :class:`~phasekit.engine.ReconResult`
 whose ``image`` is the object and ``probe`` the probe (unitary-FFT scale).
 """
 from __future__ import annotations
@@ -9,10 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..cdi.api import build_stages
 from ..core.errors import ConfigError
-from ..registry import get_algorithm
-from ..run import ReconResult, run
+from ..engine import ReconResult, solve
 from .problem import PtychoProblem
 
 
@@ -41,7 +39,7 @@ def reconstruct(data, positions=None, *, algorithm: str = "crisp", n_iter: int |
         Seed of the per-sweep random position orders (the same seed gives the same orders to
         every engine, as the papers' comparisons require).
     callback, progress, metric_every, checkpoint, checkpoint_every, resume
-        See :func:`phasekit.run.run`.
+        See :func:`phasekit.engine.run`.
     **params
         Engine parameters (``alpha_o``, ``gamma_p``, ``lambda_o``, ``clip``, ``c``, ``xi``, ...),
         validated strictly.
@@ -66,26 +64,15 @@ def reconstruct(data, positions=None, *, algorithm: str = "crisp", n_iter: int |
                                             fft_norm=fft_norm, probe_energy_match=probe_energy_match,
                                             device=device, precision=precision,
                                             clip_negative=clip_negative)
-    stages = build_stages(algorithm if schedule is None else None, n_iter, schedule, params)
-    for s in stages:
-        if get_algorithm(s.algorithm).modality != "ptycho":
-            raise ConfigError(f"{s.algorithm!r} is not a ptychography algorithm; choose from "
-                              "epie, rpie, mpie, crisp")
-    config = {
-        "modality": "ptycho",
-        "algorithm": stages[0].algorithm if len(stages) == 1 else None,
-        "schedule": [[s.algorithm, s.n_iter, s.params] for s in stages],
-        "seed": rng if isinstance(rng, (int, type(None))) else str(rng),
-        "fft_norm": problem.fft_norm, "precision": problem.precision,
-        "device": str(problem.device), "object_shape": list(problem.shape),
-        "probe_shape": list(problem.probe_shape), "n_positions": problem.n_positions,
-        "metric_every": metric_every,
-    }
-    result = run(problem, stages, starts=1, rng=rng, callback=callback, progress=progress,
-                 metric_every=metric_every, keep_best=False, checkpoint=checkpoint,
-                 checkpoint_every=checkpoint_every, resume=resume, config=config)
+    config = {"fft_norm": problem.fft_norm, "precision": problem.precision,
+              "object_shape": list(problem.shape), "probe_shape": list(problem.probe_shape),
+              "n_positions": problem.n_positions}
+    result = solve(problem, algorithm=algorithm, n_iter=n_iter, schedule=schedule, params=params,
+                   starts=1, rng=rng, callback=callback, progress=progress,
+                   metric_every=metric_every, keep_best=False, checkpoint=checkpoint,
+                   checkpoint_every=checkpoint_every, resume=resume, config=config)
     result.mask = None
-    result.extras = {"illumination": problem.to_centred(problem.support).astype("uint8")}
+    result.extras = {"illumination": problem.to_centred(problem.illuminated).astype("uint8")}
     return result
 
 

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ..cdi.base import StrictConfig
+from ..engine import StrictConfig
 from ..core.errors import ConfigError
-from ..run import Algorithm
+from ..engine import Algorithm
 from . import kernels as K
 from .operators import shift_probe
 

@@ -1,7 +1,7 @@
 r"""The ptychography problem: measured amplitudes, detector mask, scan positions, initial object
-and probe, as tensors on one device; the interface the shared driver :func:`phasekit.run.run`
-expects (``support``, ``rfactor``, ``to_centred``, ``from_centred``, ``random_start``, ``shape``,
-``device``).
+and probe, as tensors on one device; it implements the engine's
+:class:`~phasekit.engine.Problem` protocol (``objective``, ``random_start``, ``to_output``,
+``from_input``) and :class:`~phasekit.engine.problem.ExtraOutputs` (the probe).
 
 **The iterate.**  The driver passes one tensor between the stages of a chain; for ptychography it
 is the object and the probe *packed* into one flat complex tensor
@@ -49,7 +49,7 @@ class PtychoProblem:
         Separable Fourier ramps of the fractional shifts (None when every position is integer).
     probe0, obj0 : complex tensors
         The starting probe and object (centred real-space arrays).
-    support : bool tensor (Ny, Nx)
+    illuminated : bool tensor (Ny, Nx)
         Object pixels illuminated with at least ``illumination_threshold`` of the maximum of
         :math:`\\sum_n|\\mathcal T_n\\mathbf P^{(0)}|^2` (used for display and metrics).
     """
@@ -61,7 +61,7 @@ class PtychoProblem:
     ramps: tuple | None
     probe0: torch.Tensor
     obj0: torch.Tensor
-    support: torch.Tensor
+    illuminated: torch.Tensor
     shape: tuple = ()
     probe_shape: tuple = ()
     device: torch.device = torch.device("cpu")
@@ -182,11 +182,11 @@ class PtychoProblem:
         obj0 = torch.as_tensor(np.asarray(o, np.complex128), device=dev).to(cdt)
         ramps = shift_ramps(frac, (my, mx), device=dev, dtype=cdt) if np.any(frac > 0) else None
         prob = cls(amp=amp_t, measured=meas_t, ints=ints, frac=frac, ramps=ramps, probe0=probe0,
-                   obj0=obj0, support=torch.zeros(object_shape, dtype=torch.bool, device=dev),
+                   obj0=obj0, illuminated=torch.zeros(object_shape, dtype=torch.bool, device=dev),
                    shape=object_shape, probe_shape=(my, mx), device=dev, precision=precision,
                    fft_norm=fft_norm, amp_sum=float(amp_t.sum(dtype=torch.float64)))
         cov = prob.illumination(probe0)
-        prob.support = cov >= illumination_threshold * cov.max()
+        prob.illuminated = cov >= illumination_threshold * cov.max()
         return prob
 
     # ------------------------------------------------------------------ sizes and packing
@@ -225,6 +225,26 @@ class PtychoProblem:
         if tuple(t.shape) != tuple(self.shape):
             raise InputError(f"starting object shape {tuple(t.shape)} != object shape {self.shape}")
         return self.pack(t, self.probe0)
+
+    #: the engine's Problem protocol (phasekit.engine.problem)
+    modality = "ptycho"
+    objective_name = "R_F"
+
+    def objective(self, x: torch.Tensor) -> float:
+        """The ptychographic R-factor of a packed iterate."""
+        return self.rfactor(x)
+
+    def to_output(self, x: torch.Tensor) -> np.ndarray:
+        """The object of a packed iterate (centred)."""
+        return self.to_centred(x)
+
+    def from_input(self, x0) -> torch.Tensor:
+        """A start object (centred) packed with the starting probe."""
+        return self.from_centred(x0)
+
+    def extra_outputs(self, x: torch.Tensor) -> dict:
+        """``{"probe": ...}`` of a packed iterate."""
+        return {"probe": self.probe_of(x)}
 
     def to_centred(self, x: torch.Tensor) -> np.ndarray:
         """The object of a packed iterate (a support-shaped bool passes through)."""

@@ -1,13 +1,12 @@
-"""Public tomography entry point :func:`reconstruct` (RESIRE, SIRT, GENFIRE-lite on the shared
-driver; FBP as a one-step method returning the same result object)."""
+"""Public tomography entry point :func:`reconstruct`: RESIRE, SIRT, GENFIRE-lite and FBP (a
+registered one-step algorithm), all through the engine's :func:`~phasekit.engine.solve`."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
 from ..core.errors import ConfigError
-from ..run import ReconResult, provenance, run
+from ..engine import ReconResult, get_algorithm, solve
 from .problem import TomoProblem
 
 __all__ = ["reconstruct", "DiscrepancyStop", "ITERATIVE"]
@@ -16,7 +15,7 @@ ITERATIVE = ("resire", "sirt", "genfire")
 
 
 class DiscrepancyStop:
-    """Callback for :func:`phasekit.run.run`: stop when ``R_F <= tau`` (discrepancy principle,
+    """Callback for :func:`phasekit.engine.run`: stop when ``R_F <= tau`` (discrepancy principle,
     thesis line 925: iterate until the R-factor reaches the level expected from the noise).
 
     ``tau`` is given directly, or estimated from a noise level (the R_F of the noise alone).
@@ -39,7 +38,7 @@ def reconstruct(projections, angles=None, *, algorithm: str = "resire", n_iter: 
                 vol_shape=None, mask=None, support=None, positive: bool = True,
                 oversampling=2.0, stop_rf: float | None = None, callback=None,
                 progress: bool | None = None, metric_every: int = 1, device=None,
-                precision: str = "single", filter: str = "ramp", angle_weights: str = "uniform",
+                precision: str = "single", filter: str | None = None, angle_weights: str | None = None,
                 x0=None,
                 **params) -> ReconResult:
     """Reconstruct a volume from a tilt series.
@@ -63,8 +62,6 @@ def reconstruct(projections, angles=None, *, algorithm: str = "resire", n_iter: 
         ``positive``; GENFIRE: ``cutoff``, ``rfree_fraction``, ``rfree_seed``; GENFIRE's array
         oversampling is ``oversampling`` unless given separately in ``params``).
     """
-    from ..cdi.api import build_stages
-
     if isinstance(projections, TomoProblem):
         problem = projections
     else:
@@ -81,40 +78,19 @@ def reconstruct(projections, angles=None, *, algorithm: str = "resire", n_iter: 
                                           support=support, positive=positive,
                                           oversampling=oversampling, device=device,
                                           precision=precision)
-    alg = str(algorithm).lower()
-    config = {"algorithm": alg, "n_proj": problem.n_proj, "shape": list(problem.shape),
-              "det_shape": list(problem.det_shape), "positive": problem.positive,
-              "oversampling": problem.oversampling, "precision": problem.precision,
-              "device": str(problem.device), "params": dict(params), "stop_rf": stop_rf}
-    if alg in ("fbp", "wbp"):
-        from .fbp import fbp
-
-        if params:
-            raise ConfigError(f"parameter(s) {', '.join(sorted(params))} not accepted by fbp")
-        t0 = time.perf_counter()
-        vol = fbp(problem, filter=filter, angle_weights=angle_weights)
-        dt = time.perf_counter() - t0
-        img = problem.to_centred(vol)
-        rf = problem.rfactor(vol)
-        config["filter"] = filter
-        config["angle_weights"] = angle_weights
-        return ReconResult(image=img, images=[img], rfactors=[rf], history={"iteration": [1],
-                           "R_F": [rf]}, histories=[], n_iter=1, success=bool(np.isfinite(img).all()),
-                           message="finished", timings={"total_s": dt, "iterate_s": dt,
-                                                         "per_iteration_s": dt},
-                           config=config, provenance=provenance(problem.device))
-    from ..registry import get_algorithm
-
-    spec = get_algorithm(alg)
-    if spec.modality != "tomo":
-        raise ConfigError(f"{spec.name} is a {spec.modality} algorithm; tomography algorithms: "
-                          f"{', '.join(ITERATIVE + ('fbp',))}")
+    spec = get_algorithm(algorithm, "tomo")
+    for name, value in (("filter", filter), ("angle_weights", angle_weights)):
+        if value is None:
+            continue
+        if spec.iterative:
+            raise ConfigError(f"{name} is a parameter of fbp only, not of {spec.name}")
+        params.setdefault(name, value)
     if spec.name == "genfire" and np.isscalar(oversampling):
         # one oversampling for GENFIRE's array and the problem's Fourier-slice projector
         params.setdefault("oversampling", float(oversampling))
-        config["params"] = dict(params)
-    stages = build_stages(spec.name, n_iter, None, params)
-    config["n_iter"] = stages[0].n_iter
+    config = {"n_proj": problem.n_proj, "det_shape": list(problem.det_shape),
+              "positive": problem.positive, "oversampling": problem.oversampling,
+              "precision": problem.precision, "params": dict(params), "stop_rf": stop_rf}
     cbs = []
     stopper = None
     if stop_rf is not None:
@@ -127,8 +103,9 @@ def reconstruct(projections, angles=None, *, algorithm: str = "resire", n_iter: 
         for c in cbs:
             c(state)
 
-    result = run(problem, stages, starts=1, rng=0, x0=x0, callback=_cb if cbs else None,
-                 progress=progress, metric_every=metric_every, config=config)
+    result = solve(problem, algorithm=spec.name, n_iter=n_iter, params=params, starts=1, rng=0,
+                   x0=x0, callback=_cb if cbs else None, progress=progress,
+                   metric_every=metric_every, config=config)
     if stopper is not None and stopper.stopped_at is not None:
         result.message = f"discrepancy principle: R_F <= {stop_rf:g} at iteration {stopper.stopped_at}"
     return result

@@ -16,14 +16,16 @@ is not available in Python; this is the standard FBP an ASTRA/scikit-image user 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 import torch
 
 from ..core.errors import ConfigError, InputError
+from ..engine import Algorithm, StrictConfig
 from .geometry import as_euler, is_single_axis
 
-__all__ = ["fbp", "ramp_filter"]
+__all__ = ["fbp", "ramp_filter", "FBP", "FBPConfig"]
 
 
 def ramp_filter(n_pad: int, window: str = "ramp") -> np.ndarray:
@@ -91,3 +93,43 @@ def fbp(problem, filter: str = "ramp", angle_weights: str = "uniform") -> torch.
         raise ConfigError(f"unknown angle_weights {angle_weights!r}; use 'uniform' or 'spacing'")
     w = torch.as_tensor(d / 2.0, dtype=b.dtype, device=b.device)
     return problem.realspace.backproject(q * w[:, None, None])
+
+
+class FBPConfig(StrictConfig):
+    """Parameters of :class:`FBP` (see :func:`fbp`)."""
+
+    filter: Literal["ramp", "ram-lak", "hann", "shepp-logan", "cosine"] = "ramp"
+    angle_weights: Literal["uniform", "spacing"] = "uniform"
+
+
+class FBP(Algorithm):
+    """FBP as a one-step algorithm of the shared driver (registered non-iterative): the step
+    computes :func:`fbp`; the estimate is the unconstrained volume.
+
+    Examples
+    --------
+    >>> from phasekit.engine import get_algorithm
+    >>> get_algorithm("fbp").iterative
+    False
+    """
+
+    name = "fbp"
+
+    def __init__(self, problem, n_iter, filter: str = "ramp", angle_weights: str = "uniform"):
+        super().__init__(problem, n_iter)
+        self.filter = filter
+        self.angle_weights = angle_weights
+
+    def initialize(self, x0):
+        self.x = x0.clone()
+
+    def step(self, k):
+        self.x = fbp(self.problem, filter=self.filter, angle_weights=self.angle_weights).contiguous()
+
+    def estimate(self):
+        return self.x
+
+    @classmethod
+    def random_start(cls, problem, rng):
+        """FBP needs no start; a zero volume keeps the driver's contract."""
+        return torch.zeros(problem.shape, dtype=problem.dtype, device=problem.device)

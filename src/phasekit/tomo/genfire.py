@@ -24,9 +24,9 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from ..cdi.base import StrictConfig
+from ..engine import StrictConfig
 from ..core.rng import make_rng
-from ..run import Algorithm
+from ..engine import Algorithm
 from .projectors import padded_shape
 
 

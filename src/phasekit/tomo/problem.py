@@ -1,8 +1,8 @@
 """The tomography problem: a tilt series, its geometry, masks and object constraints as tensors.
 
-:class:`TomoProblem` is what the shared driver :func:`phasekit.run.run` iterates on: it has
-``support``, ``rfactor``, ``to_centred``, ``from_centred``, ``random_start``, ``shape`` and
-``device`` like :class:`~phasekit.cdi.problem.CDIProblem`.  The volume is real, stored centred
+:class:`TomoProblem` is what the shared driver :func:`phasekit.engine.run` iterates on: it
+implements the engine's :class:`~phasekit.engine.Problem` protocol and has a ``support``
+(:class:`~phasekit.engine.problem.SupportConstrained`).  The volume is real, stored centred
 with index order ``(x, y, z)`` (see :mod:`phasekit.tomo.geometry`).
 """
 from __future__ import annotations
@@ -202,6 +202,19 @@ class TomoProblem:
         return p if self.weights is None else p * self.weights
 
     # ------------------------------------------------------------------ driver protocol
+    modality = "tomo"
+    objective_name = "R_F"
+
+    def objective(self, x) -> float:
+        """R_F of a volume with the Fourier-slice projector (the driver's figure of merit)."""
+        return self.rfactor(x)
+
+    def to_output(self, x) -> np.ndarray:
+        return self.to_centred(x)
+
+    def from_input(self, a) -> torch.Tensor:
+        return self.from_centred(a)
+
     def constrain(self, x: torch.Tensor) -> torch.Tensor:
         """``P_C``: positivity (if on) and support."""
         y = x.clamp_min(0) if self.positive else x

@@ -15,9 +15,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..cdi.base import StrictConfig
+from ..engine import StrictConfig
 from ..core.errors import ConfigError
-from ..run import Algorithm
+from ..engine import Algorithm
 
 log = logging.getLogger("phasekit")
 

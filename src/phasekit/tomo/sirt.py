@@ -13,8 +13,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from ..cdi.base import StrictConfig
-from ..run import Algorithm
+from ..engine import Algorithm, StrictConfig
 
 
 class SIRTConfig(StrictConfig):
