@@ -387,8 +387,12 @@ def test_hdf5_without_data(tmp_path):
     assert "empty.h5" in msg and "no diffraction data" in msg
     assert "entry_1/data_1/data" in msg and "entry_1/instrument_1/detector_1/data" in msg
     assert "\n" not in msg
-    text = describe(path)  # readable: lists what is there
-    assert "entry_1/sample_1/name" in text
+    with pytest.raises(FileFormatError) as info:  # one line: what was looked for, what is there
+        describe(path)
+    msg = str(info.value)
+    assert "\n" not in msg and "empty.h5: HDF5 file of no layout phasekit reads" in msg
+    assert "entry_N/data_M/data" in msg and "/tomo" in msg
+    assert "it holds: entry_1/sample_1/name: shape ()" in msg
 
 
 def test_wrong_dimensionality_and_mask_shape(tmp_path):

@@ -75,8 +75,8 @@ def as_intensity(x: Any, what: str = "intensity") -> np.ndarray:
     Raises
     ------
     InputError
-        Complex or non-numeric data, or a dimensionality other than 2 or 3 (after dropping
-        leading length-1 axes).
+        Complex or non-numeric data, a dimensionality other than 2 or 3 (after dropping
+        leading length-1 axes), or no pixels at all.
     """
     a = to_numpy(x)
     if a.dtype.kind == "c":
@@ -86,6 +86,8 @@ def as_intensity(x: Any, what: str = "intensity") -> np.ndarray:
     a = squeeze_frames(a)
     if a.ndim not in (2, 3):
         raise InputError(f"{what} has shape {a.shape}: expected a 2-D or 3-D pattern")
+    if a.size == 0:
+        raise InputError(f"{what} is empty (shape {a.shape})")
     return np.ascontiguousarray(a, dtype=np.float32)
 
 

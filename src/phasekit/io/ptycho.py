@@ -41,10 +41,11 @@ import numpy as np
 from ..core.errors import FileFormatError, InputError
 from .arrays import dumps_json, loads_json, sniff_format
 from .atomic import atomic_write
-from .cxi import (GROUND_TRUTH_NOTE, HC, _ENERGY_UNITS, _LENGTH_UNITS, _detectors,
-                  _entries, _existing_file, _get, _h5py, _is_dataset, _one_line, _open_h5,
-                  _scalar, _to_bitfield, _to_str, _version, _write_array, _write_history,
-                  _cxi_entry)
+from .cxi_common import (GROUND_TRUTH_NOTE, HC, _ENERGY_UNITS, _LENGTH_UNITS, _cxi_entry,
+                         _detectors, _entries, _existing_file, _get, _h5py, _is_dataset,
+                         _is_group, _scalar, _sniff, _to_bitfield, _to_str, _version,
+                         _write_array, h5_array, reading_hdf5, READ_ERRORS)
+from .results import _write_history
 
 __all__ = ["PtychoData", "read_ptycho", "write_ptycho", "write_ptycho_result", "is_ptycho_file"]
 
@@ -99,13 +100,9 @@ def is_ptycho_file(path) -> bool:
     try:
         if not p.is_file() or sniff_format(p) != "hdf5":
             return False
-    except OSError:
-        return False
-    h5py = _h5py()
-    try:
-        with h5py.File(p, "r") as f:
+        with reading_hdf5(p) as f:
             return _find_scan(f) is not None
-    except OSError:
+    except (FileFormatError, *READ_ERRORS):
         return False
 
 
@@ -144,15 +141,10 @@ def read_ptycho(path) -> PtychoData:
         Missing or corrupt file, or no frame stack with translations.
     """
     p = _existing_file(path)
-    if sniff_format(p) != "hdf5":
+    if _sniff(p) != "hdf5":
         raise FileFormatError(f"{p}: not an HDF5/CXI file")
-    with _open_h5(p) as f:
-        try:
-            return _read_open(p, f)
-        except (FileFormatError, InputError):
-            raise
-        except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
-            raise FileFormatError(f"{p}: corrupt ptychography file ({_one_line(exc)})") from exc
+    with reading_hdf5(p, "ptychography file") as f:
+        return _read_open(p, f)
 
 
 def _read_open(p: Path, f) -> PtychoData:
@@ -161,15 +153,16 @@ def _read_open(p: Path, f) -> PtychoData:
         raise FileFormatError(f"{p}: no ptychography scan (a 3-D entry_1/data_1/data with "
                               "entry_1/sample_1/geometry_1/translation)")
     dpath, tpath = found
-    I = np.asarray(f[dpath][()])
-    if I.dtype.kind not in "biuf":
-        raise FileFormatError(f"{p}: {dpath} has dtype {I.dtype}; expected real intensities")
-    I = I.astype(np.float32)
-    t = np.asarray(f[tpath][()], dtype=np.float64)
+    I = h5_array(f[dpath], p, "biuf").astype(np.float32)
+    if I.size == 0:
+        raise FileFormatError(f"{p}: {dpath} is empty (shape {I.shape})")
+    t = h5_array(f[tpath], p, "iuf").astype(np.float64)
     if t.ndim == 1 and t.size == 3 * I.shape[0]:
         t = t.reshape(-1, 3)
     if t.ndim != 2 or t.shape[0] != I.shape[0] or t.shape[1] not in (2, 3):
         raise FileFormatError(f"{p}: {tpath} shape {t.shape} does not match {I.shape[0]} frames")
+    if not np.isfinite(t).all():
+        raise FileFormatError(f"{p}: {tpath} holds NaN or infinite translations")
     units = _to_str(f[tpath].attrs.get("units"))
     if units and units.strip().lower() in _LENGTH_UNITS:
         t = t * _LENGTH_UNITS[units.strip().lower()]
@@ -189,7 +182,7 @@ def _read_open(p: Path, f) -> PtychoData:
         for name in ("mask", "mask_shared"):
             mds = _get(f, f"{g}/{name}")
             if mask is None and _is_dataset(mds):
-                m = np.asarray(mds[()])
+                m = h5_array(mds, p, "biuf")
                 if m.ndim == 3 and m.shape[0] == 1:
                     m = m[0]
                 if m.shape != I.shape[1:]:
@@ -216,13 +209,16 @@ def _read_open(p: Path, f) -> PtychoData:
     truth = probe = tpos = None
     params = None
     sim = _get(eg, "simulation_1")
-    if sim is not None:
+    if _is_group(sim):
         if _is_dataset(_get(sim, "object")):
-            truth = np.asarray(sim["object"][()])
+            truth = h5_array(sim["object"], p, "biufc")
         if _is_dataset(_get(sim, "probe")):
-            probe = np.asarray(sim["probe"][()])
+            probe = h5_array(sim["probe"], p, "biufc")
         if _is_dataset(_get(sim, "positions")):
-            tpos = np.asarray(sim["positions"][()], dtype=np.float64)
+            tpos = h5_array(sim["positions"], p, "iuf").astype(np.float64)
+            if tpos.shape != (I.shape[0], 2) or not np.isfinite(tpos).all():
+                warnings.append(f"simulation positions of shape {tpos.shape} ignored")
+                tpos = None
         if sim.attrs.get("params") is not None:
             try:
                 params = loads_json(sim.attrs["params"])
@@ -361,7 +357,9 @@ def describe_ptycho(path) -> str:
     """A short summary of a ptychography scan file (``phasekit info``)."""
     d = read_ptycho(path)
     n, my, mx = d.intensities.shape
-    lines = [f"file: {d.path} (CXI ptychography scan)",
+    from .describe import file_line
+
+    lines = [file_line(Path(d.path), "CXI ptychography scan"),
              f"frames: {n} x {my}x{mx} float32, counts per frame: mean "
              f"{float(d.intensities.sum(axis=(1, 2)).mean()):.4g}, max pixel "
              f"{float(d.intensities.max()):.4g}"]
