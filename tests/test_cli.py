@@ -68,7 +68,8 @@ def test_algorithms_lists_registry():
     for name in ("er", "hio", "raar", "oss", "gps-r", "gps-f"):
         assert name in names
     hio = lines[names.index("hio")]
-    assert "cdi" in hio and "1000" in hio and "beta=0.9" in hio and "hybrid input-output" in hio
+    assert lines[0].startswith("CDI") and "[cdi]" in lines[0]
+    assert "1000" in hio and "beta=0.9" in hio and "hybrid input-output" in hio
     assert "n_stages=10" in lines[names.index("gps-r")]
 
 

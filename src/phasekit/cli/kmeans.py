@@ -109,9 +109,12 @@ def _save_array(path: Path, arr, fmt: str) -> None:
 @click.option("--centers", "centers_out", type=click.Path(dir_okay=False), default=None,
               help="Also write the centres here (.npy, .csv or .txt).")
 @click.option("-q", "--quiet", is_flag=True, default=False, help="No progress bar.")
+@click.option("--force", is_flag=True, default=False,
+              help="Run even when the estimated memory exceeds the available memory.")
 @common_options
 def kmeans(data_file, k, method, init, init_centers, n_init, max_iter, batch_size, inner, alpha, beta,
-           gamma0, tol, key, seed, device, precision, out, labels_out, centers_out, quiet) -> None:
+           gamma0, tol, key, seed, device, precision, out, labels_out, centers_out, quiet,
+           force) -> None:
     """Cluster the rows of DATA (an (n_samples, n_features) array) into K clusters.
 
     \b
@@ -124,24 +127,35 @@ def kmeans(data_file, k, method, init, init_centers, n_init, max_iter, batch_siz
       phasekit kmeans data.csv -k 3 --method lloyd --n-init 10 --labels labels.txt
       phasekit kmeans data.npy -k 8 -b 1000 --inner 10 -n 150 --init random --seed 1
     """
+    from ..core.resources import memory_override
+    from .outputs import check_suffix, plan_outputs
+
+    if out is None:
+        out = str(Path(data_file).with_name(Path(data_file).stem + "_kmeans.npz"))
+    for extra, opt in ((labels_out, "--labels"), (centers_out, "--centers")):
+        if extra is not None:
+            check_suffix(extra, (".npy", ".csv", ".txt"), opt, "output")
+    with plan_outputs(out, input_path=data_file, suffixes=(".npz",),
+                      extras=((labels_out, "--labels"), (centers_out, "--centers"))), \
+            memory_override(force, "--force"):
+        _kmeans(data_file, k, method, init, init_centers, n_init, max_iter, batch_size, inner,
+                alpha, beta, gamma0, tol, key, seed, device, precision, out, labels_out,
+                centers_out, quiet)
+
+
+def _kmeans(data_file, k, method, init, init_centers, n_init, max_iter, batch_size, inner, alpha,
+            beta, gamma0, tol, key, seed, device, precision, out, labels_out, centers_out,
+            quiet) -> None:
     import numpy as np
 
+    from ..core.resources import check_memory, estimate_kmeans
     from ..io.atomic import atomic_write
     from ..learn.kmeans import ESTIMATORS
 
     X = load_points(data_file, key)
-    if out is None:
-        out = str(Path(data_file).with_name(Path(data_file).stem + "_kmeans.npz"))
     out_p = Path(out)
-    if out_p.suffix.lower() != ".npz":
-        from ..core.errors import InputError
-
-        raise InputError(f"{out}: the result file must end in .npz")
-    for extra in (labels_out, centers_out):
-        if extra is not None and Path(extra).suffix.lower() not in (".npy", ".csv", ".txt"):
-            from ..core.errors import InputError
-
-            raise InputError(f"{extra}: output must end in .npy, .csv or .txt")
+    check_memory(estimate_kmeans(X.shape[0], X.shape[1], k, precision.lower()),
+                 f"k-means of {X.shape[0]} x {X.shape[1]} points into {k} clusters")
     init_arg = load_points(init_centers) if init_centers is not None else init
     method = method.lower()
     common = dict(init=init_arg, n_init=n_init, device=device.lower(), precision=precision.lower(), rng=seed,
@@ -173,5 +187,6 @@ def kmeans(data_file, k, method, init, init_centers, n_init, max_iter, batch_siz
     sizes = np.bincount(est.labels_, minlength=k)
     click.echo(f"{method} k-means: K={k}, N={X.shape[0]}, d={X.shape[1]}: objective {est.objective_:.6g} "
                f"(inertia {est.inertia_:.6g}), {est.n_iter_} iterations, {wall:.2f} s; cluster sizes "
-               f"{sizes.min()}-{sizes.max()}")
+               f"{sizes.min()}-{sizes.max()}"
+               + (f"; {est.n_empty_clusters_} of {k} clusters empty" if est.n_empty_clusters_ else ""))
     click.echo(f"wrote {out_p}" + "".join(f", {p}" for p in (labels_out, centers_out) if p))

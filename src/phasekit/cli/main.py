@@ -234,7 +234,8 @@ def main() -> None:
 
 # the commands (imported last: they use the helpers above)
 from .demo import demo  # noqa: E402
-from .info import algorithms, info  # noqa: E402
+from .algorithms import algorithms  # noqa: E402
+from .info import info  # noqa: E402
 from .reconstruct import reconstruct  # noqa: E402
 from .simulate import simulate  # noqa: E402
 from .kmeans import kmeans  # noqa: E402

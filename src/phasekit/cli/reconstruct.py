@@ -27,6 +27,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from .algorithms import AlgorithmOption
 from .main import command_line, common_options
 
 log = logging.getLogger("phasekit")
@@ -191,7 +192,7 @@ def apply_config(ctx: click.Context, values: dict, config: dict, path) -> dict:
 
 
 # options that are not configuration (they select the file or tune the output only)
-_NOT_IN_CONFIG = {"config", "param", "verbose", "debug"}
+_NOT_IN_CONFIG = {"config", "param", "verbose", "debug", "force"}
 
 
 # --------------------------------------------------------------------------- the run
@@ -223,6 +224,8 @@ class ReconOptions:
     quiet: bool = False
     out: str | None = None
     sw_given: bool = False
+    clip_negative: bool = False
+    force: bool = False
 
 
 def default_output(input_path) -> Path:
@@ -268,18 +271,31 @@ def load_support(spec: str, data) -> tuple[Any, str]:
 
 
 def run_reconstruction(opts: ReconOptions, echo=click.echo) -> dict:
-    """Read, reconstruct, save the result and the figure, print a summary; return the facts."""
+    """Read, reconstruct, save the result and the figure, print a summary; return the facts.
 
+    The outputs (result, figure, checkpoint) are checked and locked before the input is read
+    (:func:`phasekit.cli.outputs.plan_outputs`), and the memory the run needs is checked
+    against the available memory before it starts (``opts.force`` overrides).
+    """
+    from ..core.resources import memory_override
+    from .outputs import plan_outputs
+
+    out = Path(opts.out) if opts.out else default_output(opts.input)
+    checkpoint = opts.checkpoint or opts.resume  # keep writing where we resumed from
+    with plan_outputs(out, input_path=opts.input, figure=opts.figure, checkpoint=checkpoint), \
+            memory_override(opts.force, "--force"):
+        return _run_reconstruction(opts, out, checkpoint, echo)
+
+
+def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict:
     from ..cdi import reconstruct
-    from ..core.errors import ConfigError
+    from ..core.resources import check_memory, estimate_cdi_reconstruction
     from ..io import read_diffraction
 
     data = read_diffraction(opts.input)
-    out = Path(opts.out) if opts.out else default_output(opts.input)
-    if out.exists() and out.resolve() == Path(opts.input).resolve():
-        raise ConfigError(f"--out {out} is the input file; choose another name")
-    if out.exists() and out.is_dir():
-        raise ConfigError(f"--out {out} is a directory; give a file name")
+    shape = "x".join(str(n) for n in data.intensity.shape)
+    check_memory(estimate_cdi_reconstruction(data.intensity.shape, opts.starts, opts.precision),
+                 f"reconstructing a {shape} pattern with {opts.starts} start(s)")
     check_params(opts.params)
     support, support_label = load_support(opts.support, data)
 
@@ -290,10 +306,7 @@ def run_reconstruction(opts: ReconOptions, echo=click.echo) -> dict:
         sw = {"every": opts.sw_every, "threshold": opts.sw_threshold, "sigma_start": s0,
               "sigma_end": s1}
 
-    schedule = opts.schedule.strip() if opts.schedule else None
-    checkpoint = opts.checkpoint
-    if opts.resume and not checkpoint:
-        checkpoint = opts.resume  # keep writing where we resumed from
+    schedule = opts.schedule  # '' is an error (an empty chain), not "no chain"
 
     log.debug("reconstruct %s: algorithm=%s iterations=%s schedule=%s starts=%s seed=%s "
               "support=%s shrinkwrap=%s real=%s positive=%s params=%s", opts.input,
@@ -306,6 +319,7 @@ def run_reconstruction(opts: ReconOptions, echo=click.echo) -> dict:
         starts=opts.starts, rng=opts.seed, shrinkwrap=sw,
         progress=False if opts.quiet else None, metric_every=opts.metric_every,
         device=opts.device, precision=opts.precision, checkpoint=checkpoint,
+        clip_negative=opts.clip_negative,
         checkpoint_every=opts.checkpoint_every, resume=opts.resume, **opts.params)
     wall = time.perf_counter() - t0
 
@@ -321,19 +335,14 @@ def run_reconstruction(opts: ReconOptions, echo=click.echo) -> dict:
 
     png = None
     if opts.figure:
-        png = out.with_suffix(".png")
-        try:
-            from ..plot import plot_cdi_result
+        from ..plot import plot_cdi_result
+        from .outputs import write_figure
 
-            plot_cdi_result(result, png, truth=data.truth, intensity=data.intensity,
-                            mask=data.mask)
+        png = out.with_suffix(".png")  # the same name plan_outputs checked
+        if write_figure(png, plot_cdi_result, result, png, truth=data.truth,
+                        intensity=data.intensity, mask=data.mask):
             written.append(str(png))
-        except Exception as exc:  # noqa: BLE001 - the result is saved; the figure is a bonus
-            from .main import _wants_debug, _STATE
-
-            if _wants_debug(_STATE.get("argv", [])):
-                raise
-            log.warning("could not write the figure %s: %s", png, " ".join(str(exc).split()))
+        else:
             png = None
 
     err = rreal = None
@@ -351,7 +360,6 @@ def run_reconstruction(opts: ReconOptions, echo=click.echo) -> dict:
             truth_note = f"ground truth shape {truth.shape} != image shape {result.image.shape}"
 
     # ---- summary
-    shape = "x".join(str(n) for n in data.intensity.shape)
     n_meas = data.n_measured
     stages = result.config.get("schedule") or []
     chain = " -> ".join(f"{a.upper()}:{n}" for a, n, *_ in stages)
@@ -384,8 +392,8 @@ def run_reconstruction(opts: ReconOptions, echo=click.echo) -> dict:
 # --------------------------------------------------------------------------- the command
 @click.command("reconstruct")
 @click.argument("input_file", metavar="FILE")
-@click.option("-a", "--algorithm", default="hio", show_default=True, metavar="NAME",
-              help="Algorithm (see 'phasekit algorithms'): er, hio, raar, oss, gps-r, gps-f.")
+@click.option("-a", "--algorithm", cls=AlgorithmOption, default="hio", metavar="NAME",
+              help="Algorithm (see 'phasekit algorithms').")
 @click.option("-n", "--iterations", type=click.IntRange(min=1), default=None,
               help="Iterations (default: the algorithm's, e.g. 1000 for HIO).")
 @click.option("--schedule", default=None, metavar="CHAIN",
@@ -406,6 +414,9 @@ def run_reconstruction(opts: ReconOptions, echo=click.echo) -> dict:
               help="Shrink-wrap: threshold, fraction of the blurred maximum.")
 @click.option("--sw-sigma", default="3:1.5", show_default=True, metavar="START[:END]",
               help="Shrink-wrap: Gaussian blur width in pixels, shrinking from START to END.")
+@click.option("--clip-negative", is_flag=True, default=False,
+              help="Set negative intensities (background-subtracted data) to zero instead of "
+                   "refusing the file.")
 @click.option("--real/--complex", default=False, show_default=True,
               help="Constrain the object to be real.")
 @click.option("--positive/--no-positive", default=False, show_default=True,
@@ -434,10 +445,14 @@ def run_reconstruction(opts: ReconOptions, echo=click.echo) -> dict:
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
               help="Result file (CXI).  Default: <input stem>_result.cxi next to the input.")
 @click.option("-q", "--quiet", is_flag=True, default=False, help="No progress bar.")
+@click.option("--force", is_flag=True, default=False,
+              help="Run even when the estimated memory exceeds the available memory.")
 @common_options
 @click.pass_context
 def reconstruct(ctx: click.Context, input_file, **values) -> None:
-    """Reconstruct an object from the diffraction pattern in FILE (.cxi/.h5, .npy, .npz).
+    """Reconstruct from FILE: a CDI diffraction pattern (.cxi/.h5, .npy, .npz), a ptychography
+    scan (CXI with translations) or a tomography tilt series (HDF5); the modality is read from
+    the file and the algorithm must belong to it.
 
     Writes the result (CXI: every start's image, best first, with support, R-factor history,
     parameters and versions) and a PNG figure beside it, and prints a summary: R-factors,
@@ -496,5 +511,6 @@ def reconstruct(ctx: click.Context, input_file, **values) -> None:
         precision=values["precision"].lower(), checkpoint=values["checkpoint"],
         checkpoint_every=values["checkpoint_every"], resume=values["resume"],
         metric_every=values["metric_every"], figure=not values["no_figure"],
-        quiet=values["quiet"], out=values["out"], sw_given=sw_given)
+        quiet=values["quiet"], out=values["out"], sw_given=sw_given, force=values["force"],
+        clip_negative=values["clip_negative"])
     run_reconstruction(opts)

@@ -28,40 +28,62 @@ _PROBLEM_KEYS = ("fft_norm", "probe_energy_match", "flip_translations")
 
 
 def run_ptycho(input_file, values: dict, params: dict, given, echo=click.echo) -> dict:
-    """Reconstruct the scan in ``input_file``; write result, figure; print a summary."""
+    """Reconstruct the scan in ``input_file``; write result, figure; print a summary.
+
+    The outputs are checked and locked before the scan is read
+    (:func:`phasekit.cli.outputs.plan_outputs`); the memory the run needs is checked before
+    it starts (``values["force"]`` overrides).
+    """
     from ..core.errors import ConfigError
-    from ..io import read_ptycho, write_ptycho_result
-    from ..ptycho import PtychoProblem
-    from ..ptycho.api import reconstruct
-    from ..ptycho.metrics import band_mean, object_error, object_frc, probe_correlation
-    from .main import command_line
+    from ..core.resources import memory_override
+    from .outputs import plan_outputs
 
     bad = [f"--{n.replace('_', '-')}" for n in _CDI_ONLY if given(n)]
     if given("starts") and values.get("starts", 1) != 1:
         bad.append("--starts")
     if bad:
         raise ConfigError(f"{', '.join(bad)} not supported for ptychography scans")
+    out = Path(values["out"]) if values.get("out") else \
+        Path(input_file).with_name(Path(input_file).stem + "_result.cxi")
+    checkpoint = values.get("checkpoint") or values.get("resume")
+    with plan_outputs(out, input_path=input_file, figure=not values.get("no_figure"),
+                      checkpoint=checkpoint) as plan, \
+            memory_override(bool(values.get("force")), "--force"):
+        return _run_ptycho(input_file, values, params, given, plan, echo)
+
+
+def _run_ptycho(input_file, values: dict, params: dict, given, plan, echo) -> dict:
+    from ..core.resources import check_memory, estimate_ptycho
+    from ..io import read_ptycho, write_ptycho_result
+    from ..ptycho import PtychoProblem
+    from ..ptycho.api import reconstruct
+    from ..ptycho.metrics import band_mean, object_error, object_frc, probe_correlation
+    from ..ptycho.scan import object_shape_for
+    from .main import command_line
+
+    out, checkpoint = plan.result, plan.checkpoint
     data = read_ptycho(input_file)
     for w in data.metadata.get("warnings", []):  # e.g. negative (bad) pixels masked at the boundary
         echo(f"warning: {input_file}: {w}", err=True)
-    out = Path(values["out"]) if values.get("out") else \
-        Path(input_file).with_name(Path(input_file).stem + "_result.cxi")
-    if out.exists() and out.resolve() == Path(input_file).resolve():
-        raise ConfigError(f"--out {out} is the input file; choose another name")
     p = dict(params)
     extra = {k: p.pop(k) for k in _PROBLEM_KEYS if k in p}
     flip = bool(extra.pop("flip_translations", False))
     pos = data.positions_px(flip=flip) if flip else data.positions_px()
     alg = values["algorithm"].lower() if given("algorithm") else "crisp"
-    schedule = values.get("schedule") or None
+    schedule = values.get("schedule")  # '' is an error (an empty chain), not "no chain"
     n_iter = values.get("iterations") or 300
     obj_shape = data.truth.shape if data.truth is not None else None
+    n, my, mx = data.intensities.shape
+    est_shape = obj_shape or object_shape_for(pos, (my, mx))
+    check_memory(estimate_ptycho(n, (my, mx), est_shape, values.get("precision", "single")),
+                 f"reconstructing {n} frames of {my}x{mx} (object "
+                 f"{est_shape[0]}x{est_shape[1]})")
     problem = PtychoProblem.from_arrays(
         data.intensities, pos, mask=data.mask, object_shape=obj_shape,
         fft_norm=extra.get("fft_norm", "ortho"),
         probe_energy_match=extra.get("probe_energy_match"), device=values.get("device", "cpu"),
-        precision=values.get("precision", "single"))
-    checkpoint = values.get("checkpoint") or values.get("resume")
+        precision=values.get("precision", "single"),
+        clip_negative=bool(values.get("clip_negative", False)))
     t0 = time.perf_counter()
     result = reconstruct(problem, algorithm=alg, n_iter=None if schedule else n_iter,
                          schedule=schedule, rng=values.get("seed", 0),
@@ -91,13 +113,13 @@ def run_ptycho(input_file, values: dict, params: dict, given, echo=click.echo) -
     extras = {"frc": np.stack(frc_curve)} if frc_curve is not None else {}
     write_ptycho_result(out, result, extra=extras)
     written = [str(out)]
-    if not values.get("no_figure"):
-        png = out.with_suffix(".png")
+    if plan.figure is not None:
         from ..ptycho.plot import plot_ptycho_result
+        from .outputs import write_figure
 
-        plot_ptycho_result(result, png, frc=frc_curve, truth=data.truth)
-        written.append(str(png))
-    n, my, mx = data.intensities.shape
+        if write_figure(plan.figure, plot_ptycho_result, result, plan.figure, frc=frc_curve,
+                        truth=data.truth):
+            written.append(str(plan.figure))
     chain = " -> ".join(f"{a.upper()}:{k}" for a, k, *_ in result.config.get("schedule", []))
     echo(f"input:   {input_file} ({n} frames of {my}x{mx}, object {result.image.shape[0]}x"
          f"{result.image.shape[1]})")

@@ -16,26 +16,45 @@ from pathlib import Path
 import click
 import numpy as np
 
-_CDI_ONLY = ("schedule", "shrinkwrap", "sw_every", "sw_threshold", "sw_sigma", "real", "beta",
+_CDI_ONLY = ("schedule", "shrinkwrap", "sw_every", "sw_threshold", "sw_sigma", "real", "beta", "clip_negative",
              "checkpoint", "checkpoint_every", "resume")
 _PROBLEM_KEYS = ("oversampling", "stop_rf")
 
 
 def run_tomo(input_file, values: dict, params: dict, given, echo=click.echo) -> dict:
-    """Reconstruct the tilt series in ``input_file``; write result, history and figure."""
+    """Reconstruct the tilt series in ``input_file``; write result, history and figure.
+
+    The outputs are checked and locked before the tilt series is read
+    (:func:`phasekit.cli.outputs.plan_outputs`); the memory the reconstruction needs is checked
+    before it starts (``values["force"]`` overrides).
+    """
     from ..core.errors import ConfigError
-    from ..engine import provenance
-    from ..tomo.api import reconstruct
-    from ..tomo.io import read_tilt_series, write_tomo_result
-    from ..tomo.metrics import anisotropy, fsc, fsc_resolution, relative_error
+    from ..core.resources import memory_override
+    from .outputs import plan_outputs
 
     bad = [f"--{n.replace('_', '-')}" for n in _CDI_ONLY if given(n)]
     if given("starts") and values.get("starts", 1) != 1:
         bad.append("--starts")
     if bad:
         raise ConfigError(f"{', '.join(bad)} not supported for tomography files")
-    ts = read_tilt_series(input_file)
     alg = values["algorithm"].lower() if given("algorithm") else "resire"
+    out = Path(values["out"]) if values.get("out") else \
+        Path(input_file).with_name(Path(input_file).stem + f"_{alg}.h5")
+    with plan_outputs(out, input_path=input_file, figure=not values.get("no_figure")) as plan, \
+            memory_override(bool(values.get("force")), "--force"):
+        return _run_tomo(input_file, values, params, given, alg, plan, echo)
+
+
+def _run_tomo(input_file, values: dict, params: dict, given, alg: str, plan, echo) -> dict:
+    from ..core.errors import ConfigError
+    from ..core.resources import check_memory
+    from ..tomo.memory import estimate_tomo_reconstruction
+    from ..engine import provenance
+    from ..tomo.api import reconstruct
+    from ..tomo.io import read_tilt_series, write_tomo_result
+    from ..tomo.metrics import anisotropy, fsc, fsc_resolution, relative_error
+
+    ts = read_tilt_series(input_file)
     p = {k: v for k, v in params.items() if not isinstance(v, dict)}
     for k, v in params.items():
         if isinstance(v, dict) and k.lower() == alg:
@@ -51,6 +70,12 @@ def run_tomo(input_file, values: dict, params: dict, given, echo=click.echo) -> 
         except (OSError, ValueError) as exc:
             raise ConfigError(f"--support {sup}: cannot read a .npy array ({exc})") from None
     positive = not (given("positive") and not values["positive"])
+    n, dx, dy = ts.projections.shape
+    vs = ts.vol_shape or (dx, dy, dx)
+    check_memory(estimate_tomo_reconstruction(vs, n, (dx, dy),
+                                              oversampling=extra.get("oversampling", 2.0),
+                                              precision=values.get("precision", "single")),
+                 f"reconstructing a {'x'.join(map(str, vs))} volume from {n} projections")
     kw = dict(algorithm=alg, n_iter=values.get("iterations"), vol_shape=ts.vol_shape,
               mask=ts.mask, support=support, positive=positive,
               oversampling=extra.get("oversampling", 2.0), stop_rf=extra.get("stop_rf"),
@@ -60,8 +85,7 @@ def run_tomo(input_file, values: dict, params: dict, given, echo=click.echo) -> 
     t0 = time.perf_counter()
     result = reconstruct(ts.projections, ts.angles, **kw, **p)
     wall = time.perf_counter() - t0
-    out = Path(values["out"]) if values.get("out") else \
-        Path(input_file).with_name(Path(input_file).stem + f"_{alg}.h5")
+    out = plan.result
     metrics = {"R_F": result.rfactor, "wall_s": wall,
                "per_iteration_s": result.timings.get("per_iteration_s")}
     f = None
@@ -74,14 +98,14 @@ def run_tomo(input_file, values: dict, params: dict, given, echo=click.echo) -> 
     write_tomo_result(out, result.image, history=hist, config=result.config,
                       provenance=provenance(None), fsc=f, metrics=metrics)
     written = [str(out)]
-    if not values.get("no_figure"):
+    if plan.figure is not None:
         from ..tomo.plot import plot_tomo_result
+        from .outputs import write_figure
 
-        png = out.with_suffix(".png")
-        plot_tomo_result(result.image, png, truth=ts.truth, history=hist, fsc=f,
-                         title=f"{alg}: R_F {result.rfactor:.4g}")
-        written.append(str(png))
-    n, dx, dy = ts.projections.shape
+        if write_figure(plan.figure, plot_tomo_result, result.image, plan.figure,
+                        truth=ts.truth, history=hist, fsc=f,
+                        title=f"{alg}: R_F {result.rfactor:.4g}"):
+            written.append(str(plan.figure))
     echo(f"{alg}: {n} projections {dx}x{dy} -> volume {'x'.join(map(str, result.image.shape))}, "
          f"{result.n_iter} iteration(s), {result.message}")
     line = f"R_F {result.rfactor:.4g}"

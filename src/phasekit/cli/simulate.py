@@ -52,6 +52,13 @@ class LengthType(click.ParamType):
         return v
 
 
+def force_option(f):
+    """``--force``: run even when the estimated memory exceeds the available memory."""
+    return click.option("--force", is_flag=True, default=False,
+                        help="Run even when the estimated memory exceeds the available "
+                             "memory.")(f)
+
+
 def simulate_cdi_file(out, *, obj="vesicle", size=256, oversampling=4.0, photons=1e8,
                       read_noise=0.0, beamstop=3.0, gaps=0, complex_valued=False, seed=0,
                       wavelength=DEFAULT_WAVELENGTH, distance=DEFAULT_DISTANCE,
@@ -59,10 +66,15 @@ def simulate_cdi_file(out, *, obj="vesicle", size=256, oversampling=4.0, photons
     """Simulate a CDI pattern and write it (with the ground truth and support) to ``out``.
 
     ``.npz`` files are written with :func:`phasekit.io.save_npz_diffraction`, anything else as
-    CXI.  Returns ``(SimulatedCDI, Path)``.
+    CXI.  The memory the simulation needs is checked first
+    (:func:`phasekit.core.resources.check_memory`).  Returns ``(SimulatedCDI, Path)``.
     """
+    from ..core.resources import check_memory, estimate_cdi_simulation
     from ..io import save_npz_diffraction, write_diffraction
     from ..sim.cdi import simulate_cdi
+
+    check_memory(estimate_cdi_simulation(size, oversampling),
+                 f"simulating a {size}x{size} CDI pattern")
 
     sim = simulate_cdi(obj, size=size, oversampling=oversampling, photons=photons,
                        read_noise=read_noise, beamstop=beamstop, gaps=gaps,
@@ -123,23 +135,29 @@ def simulate() -> None:
 @click.option("--pixel-size", type=LengthType(), default=DEFAULT_PIXEL_SIZE, show_default=True,
               help="Detector pixel size in metres.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Output file (.cxi, or .npz).  Default: <object>.cxi")
+              help="Output file (.cxi/.h5/.hdf5/.nxs, or .npz).  Default: <object>.cxi")
+@force_option
 @common_options
 def simulate_cdi_cmd(obj, size, oversampling, photons, read_noise, beamstop, gaps,
-                     complex_valued, seed, wavelength, distance, pixel_size, out):
+                     complex_valued, seed, wavelength, distance, pixel_size, out, force):
     """Simulate a far-field CDI pattern of an isolated object.
 
     The pattern |fftc(u)|^2 is scaled to PHOTONS, given Poisson (and read) noise, and masked by
     the beamstop and gaps.  The file holds the pattern, the mask, the geometry and, marked as
     simulation ground truth, the object and a support (the object's, dilated by 2 pixels).
     """
+    from ..core.resources import memory_override
+    from .outputs import HDF5_SUFFIXES, plan_outputs
+
     if out is None:
         out = obj.replace(":", "_").replace("/", "_") + ".cxi"
-    sim, path = simulate_cdi_file(out, obj=obj, size=size, oversampling=oversampling,
-                                  photons=photons, read_noise=read_noise, beamstop=beamstop,
-                                  gaps=gaps, complex_valued=complex_valued, seed=seed,
-                                  wavelength=wavelength, distance=distance,
-                                  pixel_size=pixel_size)
+    with plan_outputs(out, suffixes=HDF5_SUFFIXES + (".npz",)), \
+            memory_override(force, "--force"):
+        sim, path = simulate_cdi_file(out, obj=obj, size=size, oversampling=oversampling,
+                                      photons=photons, read_noise=read_noise, beamstop=beamstop,
+                                      gaps=gaps, complex_valued=complex_valued, seed=seed,
+                                      wavelength=wavelength, distance=distance,
+                                      pixel_size=pixel_size)
     click.echo(simulation_summary(sim, path))
 
 

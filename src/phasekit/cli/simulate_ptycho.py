@@ -9,7 +9,27 @@ from __future__ import annotations
 import click
 
 from .main import common_options
-from .simulate import PhotonsType, simulate
+from .simulate import PhotonsType, force_option, simulate
+
+
+def _check_scan_memory(scan: str, points: int, step: float, jitter: float, margin: float,
+                       frame: int) -> None:
+    """Refuse a scan whose frames and object would not fit in memory, before any position is
+    made (a raster of ``points`` per side has ``points^2`` positions)."""
+    import math
+
+    from ..core.resources import check_memory, estimate_ptycho
+
+    if scan == "raster":
+        n = int(points) ** 2
+        extent = (int(points) - 1) * float(step)
+    else:
+        n = int(points)
+        extent = 2 * float(step) / math.sqrt(math.pi) * math.sqrt(max(n - 1, 0))
+    side = extent + 2 * float(jitter) + int(frame) + 2 * float(margin) + 1
+    check_memory(estimate_ptycho(n, frame, (side, side)),
+                 f"simulating a {scan} scan of {n} positions with {frame}x{frame} frames "
+                 f"(object about {side:.0f}x{side:.0f})")
 
 
 def simulate_ptycho_file(out, *, obj="particles", probe="fzp", frame=64, scan="raster",
@@ -23,7 +43,12 @@ def simulate_ptycho_file(out, *, obj="particles", probe="fzp", frame=64, scan="r
     from ..core.errors import ConfigError
     from ..io import write_ptycho
     from ..ptycho import probe as pr
-    from ..ptycho.scan import fermat_spiral, object_shape_for, raster_scan
+    from ..ptycho.scan import (
+        fermat_spiral,
+        object_shape_for,
+        raster_scan,
+        step_from_overlap,
+    )
     from ..ptycho.sim import particle_film, siemens_star, simulate_ptycho
 
     geo = pr.bl24xu(frame)
@@ -42,6 +67,8 @@ def simulate_ptycho_file(out, *, obj="particles", probe="fzp", frame=64, scan="r
         p = pr.gaussian(frame, bd / 2, defocus=defocus, wavelength=geo.wavelength,
                         pixel_size=geo.pixel_size)
     kw = {"step": step} if step is not None else {"overlap": overlap, "probe_diameter": bd}
+    _check_scan_memory(scan, points, step if step is not None else step_from_overlap(overlap, bd),
+                       jitter, margin, frame)
     if scan == "raster":
         pos = raster_scan(points, jitter=jitter, margin=margin, rng=seed, **kw)
     else:
@@ -103,21 +130,26 @@ def simulate_ptycho_file(out, *, obj="particles", probe="fzp", frame=64, scan="r
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Random seed (object, jitter, noise).")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default="scan.cxi",
-              show_default=True, help="Output CXI file.")
+              show_default=True, help="Output CXI file (.cxi/.h5/.hdf5/.nxs).")
+@force_option
 @common_options
 def simulate_ptycho_cmd(obj, probe, frame, scan, points, step, overlap, jitter, dose, defocus,
-                        beam_diameter, pupil_diameter, seed, out):
+                        beam_diameter, pupil_diameter, seed, out, force):
     """Simulate a far-field ptychography scan (BL24XU-like geometry) and write a CXI file.
 
     \b
     Example:
       phasekit simulate ptycho --object particles --frame 64 --points 7 --dose 1e10 --out scan.cxi
     """
-    sim, path, geo = simulate_ptycho_file(out, obj=obj, probe=probe, frame=frame, scan=scan,
-                                          points=points, step=step, overlap=overlap,
-                                          jitter=jitter, dose=dose, defocus=defocus,
-                                          beam_diameter=beam_diameter,
-                                          pupil_diameter=pupil_diameter, seed=seed)
+    from ..core.resources import memory_override
+    from .outputs import plan_outputs
+
+    with plan_outputs(out), memory_override(force, "--force"):
+        sim, path, geo = simulate_ptycho_file(out, obj=obj, probe=probe, frame=frame, scan=scan,
+                                              points=points, step=step, overlap=overlap,
+                                              jitter=jitter, dose=dose, defocus=defocus,
+                                              beam_diameter=beam_diameter,
+                                              pupil_diameter=pupil_diameter, seed=seed)
     n, my, mx = sim.intensities.shape
     dose_txt = "noise-free" if dose is None else f"dose {dose:.3g}"
     click.echo(f"simulated {obj} ({scan} scan, {n} positions, frame {my}x{mx}, object "

@@ -4,11 +4,19 @@ from __future__ import annotations
 import click
 
 from .main import common_options
+from .simulate import force_option
 
 
 def parse_tilts(text: str):
-    """``"-70:3.5:70"`` (start:step:stop, inclusive) or ``"-60,0,60"`` -> array of degrees."""
+    """``"-70:3.5:70"`` (start:step:stop, inclusive) or ``"-60,0,60"`` -> array of degrees.
+
+    A range of more than :data:`phasekit.core.resources.MAX_TILTS` angles is refused before
+    the angles are made.
+    """
+    import math
+
     from ..core.errors import ConfigError
+    from ..core.resources import MAX_TILTS
     from ..tomo.geometry import tilt_range
 
     t = str(text).strip()
@@ -17,10 +25,18 @@ def parse_tilts(text: str):
             parts = [float(p) for p in t.split(":")]
             if len(parts) != 3:
                 raise ValueError
-            return tilt_range(parts[0], parts[2], parts[1])
+            start, step, stop = parts
+            if all(math.isfinite(v) for v in parts) and step != 0 and (stop - start) * step >= 0:
+                n = math.floor((stop - start) / step + 1e-9) + 1
+                if n > MAX_TILTS:
+                    raise ConfigError(f"--tilts {text!r}: {n} tilt angles; at most {MAX_TILTS} "
+                                      "are supported (use a larger step)")
+            return tilt_range(start, stop, step)
         import numpy as np
 
         return np.array([float(p) for p in t.split(",") if p.strip()])
+    except ConfigError:
+        raise
     except ValueError:
         raise ConfigError(f"--tilts {text!r}: expected START:STEP:STOP (e.g. -70:3.5:70) or a "
                           "comma-separated list of degrees") from None
@@ -52,11 +68,24 @@ def parse_tilts(text: str):
               help="Film thickness in voxels (film phantom, extended-object mode).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
-              help="Output HDF5 file (default <phantom>_tilt.h5).")
+              help="Output HDF5 file, .h5/.hdf5/.cxi/.nxs (default <phantom>_tilt.h5).")
+@force_option
 @common_options
 def simulate_tomo_cmd(phantom, size, tilts, geometry, noise, dose, projector, blocked, thickness,
-                      seed, out):
+                      seed, out, force):
     """Simulate a tilt series (with its ground truth) and write it as HDF5 (/tomo group)."""
+    from ..core.resources import memory_override
+    from .outputs import plan_outputs
+
+    if out is None:
+        out = f"{phantom.lower()}_tilt.h5"
+    with plan_outputs(out), memory_override(force, "--force"):
+        _simulate_tomo(phantom, size, tilts, geometry, noise, dose, projector, blocked,
+                       thickness, seed, out)
+
+
+def _simulate_tomo(phantom, size, tilts, geometry, noise, dose, projector, blocked, thickness,
+                   seed, out):
     from ..tomo.geometry import dual_axis, random_euler, single_axis
     from ..tomo.io import write_tilt_series
     from ..tomo.simulate import simulate_tilt_series
@@ -72,8 +101,6 @@ def simulate_tomo_cmd(phantom, size, tilts, geometry, noise, dose, projector, bl
     ts = simulate_tilt_series(phantom.lower(), size, ang, noise=noise, dose=dose,
                               projector=projector.lower(), blocked=blocked, thickness=thickness,
                               rng=seed)
-    if out is None:
-        out = f"{phantom.lower()}_tilt.h5"
     params = dict(ts.params, geometry=geo, tilts=tilts, seed=seed,
                   generator="phasekit simulate tomo", rnoise=ts.rnoise)
     path = write_tilt_series(out, ts.projections, ts.angles, mask=ts.mask, truth=ts.truth,

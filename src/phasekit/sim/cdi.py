@@ -212,6 +212,9 @@ def simulate_cdi(
     size = int(size)
     if size <= 0:
         raise InputError(f"size must be positive, got {size}")
+    from phasekit.core.resources import check_memory, estimate_cdi_simulation
+
+    check_memory(estimate_cdi_simulation(size), f"simulating a {size}x{size} CDI pattern")
     photons = _check_float(photons, "photons", positive=True, allow_none=True)
     target_rnoise = _check_float(target_rnoise, "target_rnoise", positive=True, allow_none=True)
     read_noise = _check_float(read_noise, "read_noise")

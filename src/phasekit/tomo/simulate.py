@@ -1,10 +1,10 @@
 """Simulated tilt series: phantoms, angle sets, noise, masks, and data made without the
 inverse crime.
 
-``projector="fst"`` projects the voxel phantom with the same Fourier-slice operator RESIRE
-inverts (the thesis protocol, an inverse crime, digest A12).  ``projector="fine"`` samples the
-analytic phantom on a grid ``factor`` (default 2) times finer, projects it with the voxel-driven
-real-space projector on a ``factor``-times finer detector, and bins the detector back
+``projector="fst"`` projects the voxel phantom with the same Fourier-slice operator RESIRE inverts
+(the thesis protocol of §3.3.1, projections "using FST": an inverse crime). ``projector="fine"``
+samples the analytic phantom on a grid ``factor`` (default 2) times finer, projects it with the
+voxel-driven real-space projector on a ``factor``-times finer detector, and bins the detector back
 (mean over ``factor x factor`` pixels, times ``1/factor`` for the line element): an independent
 discretisation.  The ground truth is the phantom averaged over the same fine sub-voxels.
 """
@@ -129,6 +129,13 @@ def simulate_tilt_series(phantom: str = "vesicle", size: int = 64, angles=None, 
         vol = (size, size, size)
         f = phantom_function(phantom, size, g)
         sim_shape = vol
+    from ..core.resources import check_memory
+    from .memory import estimate_tomo_simulation
+
+    check_memory(estimate_tomo_simulation(sim_shape, ang.shape[0], det, projector=proj_kind,
+                                          factor=factor, oversampling=oversampling),
+                 f"simulating {ang.shape[0]} projections of a {'x'.join(map(str, sim_shape))} "
+                 "volume")
     if proj_kind == "fine":
         clean, truth_big = project_fine(f, sim_shape, ang, det, factor=factor)
     else:
