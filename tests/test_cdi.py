@@ -32,7 +32,7 @@ def test_hio_equals_saddle_point_step(small_cdi_complex):
 
 
 def test_gps_without_smoothing_is_douglas_rachford(small_cdi_complex):
-    """GPS with sigma=0, no smoothing, s=t=1: q = F^-1 z - y follows DR (digest 001 §4.1)."""
+    """GPS with sigma=0, no smoothing, s=t=1: q = F^-1 z - y follows DR (PDHG = DR, O'Connor & Vandenberghe 2018, the thesis's ref. [107])."""
     obj, sup, I = small_cdi_complex
     p = CDIProblem.from_arrays(I, sup, precision="double")
     g = GPSR(p, 30, sigma=0.0, s=1.0, t=1.0, smoothing="none", n_stages=1)

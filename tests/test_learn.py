@@ -188,7 +188,7 @@ def test_lsrmsprop_sigma0_is_rmsprop():
 
 
 def test_lssgd_order_of_smoothing_weight_decay_momentum():
-    """d = A^{-1} g + wd p (digest #16), then momentum; and the smooth-after-decay flag."""
+    """d = A^{-1} g + wd p (our order; the thesis does not give one), then momentum; and the smooth-after-decay flag."""
     torch.manual_seed(3)
     w = torch.nn.Parameter(torch.randn(4, 5))
     tiny = torch.nn.Parameter(torch.randn(2))

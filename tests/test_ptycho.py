@@ -1,5 +1,5 @@
 """Ptychography: operators (adjoints, T^dagger T = I), scans, probes, simulation, the engines'
-exact equivalences (digest 003 §3.2 / §8 item 11) and recovery of a known object and probe."""
+exact equivalences (derived from the CRISP paper's eqs. (6)-(7) and (19)-(21)) and recovery of a known object and probe."""
 from __future__ import annotations
 
 import numpy as np
@@ -196,7 +196,7 @@ def _problem(sim, pos, **kw):
 
 
 def test_crisp_equals_epie(data):
-    """kappa = 1, xi = 0, nu = (1, 1), lambda = alpha: CRISP is ePIE exactly (digest 003 §3.2)."""
+    """kappa = 1, xi = 0, nu = (1, 1), lambda = alpha: CRISP is ePIE exactly (eqs. (19)-(21) vs (6)-(7))."""
     sim, pos, _ = data
     prob = _problem(sim, pos)
     a = _run(prob, E.EPIE, 4, alpha_o=0.8, alpha_p=0.4)
@@ -304,7 +304,7 @@ def test_registry_and_scale_equivariance(data):
     names = {s.name for s in available("ptycho")}
     assert {"epie", "rpie", "mpie", "crisp"} <= names
     assert get_algorithm("CRISP").modality == "ptycho"
-    # I -> s^2 I: ePIE and auto-xi CRISP (nu = 1) give the same object (digest 003 §3.2)
+    # I -> s^2 I: ePIE and auto-xi CRISP (nu = 1) give the same object (scale equivariance, our derivation)
     sim, pos, _ = data
     for alg in ("epie", "crisp"):
         a = reconstruct(sim.intensities, pos, algorithm=alg, n_iter=3, rng=0, progress=False,
@@ -329,7 +329,7 @@ def test_metrics_basic():
 
 # ----------------------------------------------------------------------------- CRISP vs pseudocode
 def _crisp_by_hand(I, O, P, iy, ix, lam_o, lam_p, xi, nu, kappa=0.5):
-    """One position of CRISPdirection + line 7 of CRISP (digest 003 §3.1) in the paper's units:
+    """One position of CRISPdirection + the update of CRISP (secs. 3.4-3.5, reconstructed from the text) in the paper's units:
     photon counts, NumPy's unnormalised forward FFT, data ``fftshift``ed once."""
     my, mx = P.shape
     On = O[iy:iy + my, ix:ix + mx].copy()
@@ -349,8 +349,8 @@ def _crisp_by_hand(I, O, P, iy, ix, lam_o, lam_p, xi, nu, kappa=0.5):
 @pytest.mark.parametrize("xi_kw,nu", [({"c": 0.01}, np.inf), ({"c": 0.5}, 1.0),
                                       ({"xi": "half"}, 1.0)])
 def test_crisp_matches_pseudocode_in_paper_units(xi_kw, nu):
-    """One position, fft_norm="backward": the engine's update equals the digest's pseudocode
-    written out with the unnormalised FFT on photon counts (units, kappa = 1/2, initializeXi with
+    """One position, fft_norm="backward": the engine's update equals the CRISP pseudocode
+    (reconstructed from the text of secs. 3.4-3.5) written out with the unnormalised FFT on photon counts (units, kappa = 1/2, initializeXi with
     the (1 - c) rule, the clip and the simultaneous update) -- the CRISP low-dose investigation
     (issue 5) found no deviation; this pins it."""
     g = np.random.default_rng(3)

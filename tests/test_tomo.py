@@ -154,7 +154,7 @@ def test_exact_pairs_pass_dot_test(kind):
 
 
 def test_hybrid_pair_agrees_on_smooth_fields_not_on_noise():
-    """Inner-product test of the hybrid pair (digest §4): a few % on smooth, object-like fields
+    """Inner-product test of the hybrid pair (RESIRE's "hybrid", thesis §3.4): a few % on smooth, object-like fields
     (non-negative mean, compact support), tens of % on white noise."""
     rng = np.random.default_rng(4)
     N = 24
@@ -174,7 +174,7 @@ def test_hybrid_pair_agrees_on_smooth_fields_not_on_noise():
     noise = [mismatch(rng.standard_normal((N,) * 3), rng.standard_normal((len(ang), N, N)))
              for _ in range(2)]
     assert max(smooth) < 0.05, smooth
-    assert min(noise) > 0.2, noise  # the documented non-adjointness (digest A13)
+    assert min(noise) > 0.2, noise  # the non-adjointness of the hybrid pair (docs/tomography.md)
 
 
 def test_largest_eigenvalue_below_n_Nz():
@@ -343,7 +343,7 @@ def test_extended_film_mode():
 
 
 def test_problem_bad_inputs():
-    b = np.zeros((3, 8, 8), np.float32)
+    b = np.ones((3, 8, 8), np.float32)  # all-zero projections are refused first (tests/test_validation.py)
     with pytest.raises(InputError, match="2 angles for 3"):
         tomo.TomoProblem.from_arrays(b, [0.0, 1.0])
     with pytest.raises(InputError, match="NaN"):
@@ -457,7 +457,7 @@ def test_cli_simulate_and_reconstruct_tomo(tmp_path):
 def test_cli_tomo_errors_are_one_line(tmp_path, args, msg):
     runner = CliRunner()
     s = tmp_path / "s.h5"
-    tomo.write_tilt_series(s, np.zeros((2, 8, 8), np.float32), [0.0, 30.0])
+    tomo.write_tilt_series(s, np.ones((2, 8, 8), np.float32), [0.0, 30.0])
     r = runner.invoke(cli, ["reconstruct", str(s), *args])
     assert r.exit_code == 2
     err = r.output.strip().splitlines()

@@ -16,9 +16,11 @@ class ProjectionAlgorithm(Algorithm):
     mode: int = 0
     state_names = ("x", "y")
 
-    def __init__(self, problem, n_iter, beta: float = 0.9, **params):
+    def __init__(self, problem, n_iter, **params):
         super().__init__(problem, n_iter, **params)
-        self.beta = float(beta)
+        # the feedback / relaxation parameter of the config; rules without one (ER, C-PRIME)
+        # ignore it in the kernel and take 0
+        self.beta = float(getattr(self.cfg, "beta", 0.0)) if self.Config is not None else 0.0
 
     def initialize(self, x0):
         self.x = x0.to(self.problem.cdtype).clone().contiguous()

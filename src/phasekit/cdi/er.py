@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 
+
 from ..engine import StrictConfig
 from .base import ProjectionAlgorithm
 from .kernels import ER
@@ -12,13 +13,11 @@ class ERConfig(StrictConfig):
 
 
 class ErrorReduction(ProjectionAlgorithm):
-    """ER: ``x_{n+1} = P_C P_m x_n`` (Fienup, Appl. Opt. 21, 2758 (1982); Marchesini 2007 eq. (13);
-    digest 000 §2.7).  Projected steepest descent on ``eps_m^2`` with unit step: converges to a
-    local minimum, used for final refinement."""
+    """ER: ``x_{n+1} = P_C P_m x_n`` (Fienup, Appl. Opt. 21, 2758 (1982); Marchesini 2007 eq. (13)).
+    Projected steepest descent on ``eps_m^2`` with unit step: converges to a local minimum,
+    used for final refinement."""
 
     name = "er"
     mode = ER
     keep_best_default = False
-
-    def __init__(self, problem, n_iter, **params):
-        super().__init__(problem, n_iter, beta=0.0, **params)
+    Config = ERConfig

@@ -23,7 +23,7 @@ def radius_sq(shape, device=None, dtype=torch.float32) -> torch.Tensor:
 def oss_alphas(n_filters: int, n_rows: int, alpha_max: float | None = None,
                alpha_min: float | None = None) -> np.ndarray:
     """OSS filter widths: ``alpha_j`` linearly from ``2N`` down to ``0.2N`` over ``n_filters``
-    stages (Rodriguez et al., J. Appl. Cryst. 46, 312 (2013), reference code; digest 001 §4.5 [X]:
+    stages (Rodriguez et al., J. Appl. Cryst. 46, 312 (2013), as in their reference MATLAB code:
     ``alpha_j = (11 - j) 2N / 10`` for 10 filters)."""
     hi = 2.0 * n_rows if alpha_max is None else float(alpha_max)
     lo = 0.2 * n_rows if alpha_min is None else float(alpha_min)

@@ -10,39 +10,47 @@ min-max problem (2.12)::
     y^{k+1} = Smooth_l( proj_{S*}(y^k + s F^-1(2 z^{k+1} - z^k)) ) (G3-G4, eq. (2.19), (2.18)/(2.27))
 
 with ``prox_{t g_sigma}(w) = (1 - eps) b w/|w| + eps w``, ``eps = sigma / (sigma + t)`` on
-measured pixels and ``w`` on unmeasured ones.  Resolutions of the thesis's gaps (digest 001 §9),
-chosen here:
+measured pixels and ``w`` on unmeasured ones.  Where the thesis leaves something open or has
+a typo, the choices made here:
 
-* sigma schedule (item 14): piecewise constant, default 0.01 for the first 40 % of the
-  iterations then 0.1 (the yeast schedule; the vesicle schedule is not stated).
-* smoothing stages (items 5, 7): ``n_stages`` stages (default 10 x 100 iterations) of increasing
-  smoothing, OSS-matched: ``alpha_l`` from ``2N`` to ``0.2N``; GPS-R multiplies ``F y`` by
-  ``exp(-c_R s |k|^2 / (2 alpha_l^2))`` (k in DFT index units; ``c_R = 1``), GPS-F multiplies
+* sigma schedule: piecewise constant, default 0.01 for the first 40 % of the iterations then 0.1
+  (the yeast schedule of §2.4.2.1; the vesicle schedule of §2.4.1 is not stated).
+* smoothing stages (no gamma values are printed, only "inspired by OSS" below eq. (2.21); the
+  "increasing spatial frequency filters" there conflict with the "larger gamma" of Fig. 2.1, and we
+  follow Fig. 2.1; the ``s`` of ``G_{s gamma}`` in eq. (2.18) is folded into the filter, as
+  Algorithm 1's "abuse of notation" does): ``n_stages`` stages (default 10 x 100 iterations) of
+  increasing smoothing, OSS-matched: ``alpha_l`` from ``2N`` to ``0.2N``; GPS-R multiplies ``F y``
+  by ``exp(-c_R s |k|^2 / (2 alpha_l^2))`` (k in DFT index units; ``c_R = 1``), GPS-F multiplies
   ``y`` by ``exp(-c_F s r^2 / (2 alpha_l^2))`` (r in pixels from the centre; ``c_F = 1/(4 pi^2)``).
   Explicit ``gammas`` may be given instead (``G_{s gamma}`` of eq. (2.18) / ``W`` of eq. (2.27)).
-  ``smoothing="exact"`` uses the exact proximal multipliers ``1/(1 + s gamma lambda(xi))``
-  (the shared Laplacian smoothing of :mod:`phasekit.learn.smoothing`) and ``1/(1 + s gamma r^2)``
-  (item 8); ``"none"`` turns smoothing off.
-* restarts (items 3, 4): each stage restarts from the pair ``(z, y)`` with the lowest R_F so far
-  (``restart="global"``, the algorithm box) or in the previous stage (``"stage"``, OSS style).
-* R_F (items 1, 2) is computed every iteration on ``P_C(F^-1 z^{k+1})`` over measured pixels; the
+  ``smoothing="exact"`` uses the exact proximal multipliers ``1/(1 + s gamma lambda(xi))`` (the
+  shared Laplacian smoothing of :mod:`phasekit.learn.smoothing`) and ``1/(1 + s gamma r^2)`` (the
+  thesis uses the approximations); ``"none"`` turns smoothing off.
+* restarts (Algorithms 1-2 never assign ``y_best``; Fig. 2.1 carries both ``z`` and ``y``): each
+  stage restarts from the pair ``(z, y)`` with the lowest R_F so far (``restart="global"``, the
+  algorithm box) or in the previous stage (``"stage"``, OSS style).
+* R_F (eq. (2.21) with the absolute value the printed formula lacks; the thesis does not say on
+  which iterate) is computed every iteration on ``P_C(F^-1 z^{k+1})`` over measured pixels; the
   output is ``P_C(F^-1 z_best)`` (``output="unmasked"`` gives the printed ``Re(F^-1 z_best)^+``).
-* the smoothing acts on the complex ``y`` (item 6); ``literal_re=True`` takes the real part as the
-  printed eq. (2.20) does.
+* the smoothing acts on the complex ``y`` (keeping ``Im y``, which carries the realness violation);
+  ``literal_re=True`` takes the real part as the printed eq. (2.20) does.
 * ``t = 1``, ``s = 0.9`` (thesis experiments); the random start is ``z^0 = b exp(i phi)``,
   ``phi ~ U[0, 2 pi)``, ``z^0 = 0`` on unmeasured pixels, ``y^0 = 0``.
-* With ``sigma = 0``, ``smoothing="none"`` and ``s = t = 1`` the iteration is Douglas-Rachford
-  (HIO with beta = 1 for a support-only constraint; digest 001 §4.1), which a test checks.
+* With ``sigma = 0``, ``smoothing="none"`` and ``s = t = 1`` the iteration is Douglas-Rachford (HIO
+  with beta = 1 for a support-only constraint; PDHG equals DR by the thesis's ref. [107], O'Connor
+  & Vandenberghe 2018), which a test checks.
 """
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
+from ..core.errors import ConfigError
 from ..operators.smoothing import laplacian_smoothing_divisor
 from ..engine import Algorithm, StrictConfig
 from .filters import oss_alphas, radius_sq
@@ -65,6 +73,60 @@ class GPSConfig(StrictConfig):
     restart: Literal["global", "stage"] = "global"
     output: Literal["masked", "unmasked"] = "masked"
     literal_re: bool = False
+
+    @field_validator("sigma", mode="before")
+    @classmethod
+    def _sigma(cls, v):
+        """A constant >= 0, or a non-empty ``[(fraction, value), ...]`` that starts at fraction 0
+        with fractions in [0, 1] and values >= 0 (all finite)."""
+        if isinstance(v, bool):
+            raise ValueError(f"sigma must be a number or [(fraction, value), ...], got {v!r}")
+        if isinstance(v, str):
+            try:
+                v = float(v)
+            except ValueError:
+                raise ValueError(f"sigma must be a number or [(fraction, value), ...], got {v!r}") from None
+        if isinstance(v, np.ndarray):
+            v = v.tolist()
+        if isinstance(v, numbers.Real):
+            v = float(v)
+            if not math.isfinite(v) or v < 0:
+                raise ValueError(f"sigma must be a finite number >= 0, got {v!r}")
+            return float(v)
+        if isinstance(v, (list, tuple)):
+            if len(v) == 0:
+                raise ValueError("sigma schedule is empty; give a constant or [(fraction, value), ...]")
+            pts = []
+            for item in v:
+                try:
+                    f, s = item
+                    f, s = float(f), float(s)
+                except (TypeError, ValueError):
+                    raise ValueError(f"sigma schedule entries must be (fraction, value) pairs, got {item!r}") from None
+                if not (math.isfinite(f) and 0.0 <= f <= 1.0):
+                    raise ValueError(f"sigma schedule fractions must be in [0, 1], got {item!r}")
+                if not (math.isfinite(s) and s >= 0.0):
+                    raise ValueError(f"sigma schedule values must be finite and >= 0, got {item!r}")
+                pts.append((f, s))
+            if min(f for f, _ in pts) > 0:
+                raise ValueError("sigma schedule must start at fraction 0")
+            return pts
+        raise ValueError(f"sigma must be a number or [(fraction, value), ...], got {v!r}")
+
+    @field_validator("gammas")
+    @classmethod
+    def _gammas(cls, v, info: ValidationInfo):
+        """One finite ``gamma >= 0`` per smoothing stage."""
+        if v is None:
+            return v
+        if len(v) == 0:
+            raise ValueError("gammas is empty; give one value per stage or leave it unset")
+        if any(g < 0 for g in v):
+            raise ValueError(f"gammas must be >= 0, got {v}")
+        n = info.data.get("n_stages")
+        if n is not None and len(v) != n:
+            raise ValueError(f"gammas has {len(v)} values for n_stages={n} (one per stage)")
+        return v
 
 
 def sigma_schedule(sigma, n_iter: int) -> np.ndarray:
@@ -92,27 +154,29 @@ class GPS(Algorithm):
     variant = "r"
     keep_best_default = False  # best tracking is part of the algorithm itself
     state_names = ("z", "y", "Fy", "u_old", "best", "stage_best", "rf")
+    Config = GPSConfig
 
-    def __init__(self, problem, n_iter, *, t=1.0, s=0.9, sigma=((0.0, 0.01), (0.4, 0.1)), n_stages=10,
-                 alpha_max=None, alpha_min=None, gammas=None, c_r=1.0, c_f=1.0 / (4 * math.pi ** 2),
-                 smoothing="gaussian", restart="global", output="masked", literal_re=False):
-        super().__init__(problem, n_iter)
-        self.t, self.s = float(t), float(s)
-        self.sigmas = sigma_schedule(sigma, self.n_iter)
-        self.n_stages = min(int(n_stages), self.n_iter)
+    def __init__(self, problem, n_iter, **params):
+        super().__init__(problem, n_iter, **params)
+        cfg = self.cfg
+        self.t, self.s = float(cfg.t), float(cfg.s)
+        self.sigmas = sigma_schedule(cfg.sigma, self.n_iter)
+        self.n_stages = min(int(cfg.n_stages), self.n_iter)
         self.bounds = np.linspace(0, self.n_iter, self.n_stages + 1).round().astype(int)
-        self.smoothing, self.restart, self.output, self.literal_re = smoothing, restart, output, literal_re
+        self.smoothing, self.restart, self.output = cfg.smoothing, cfg.restart, cfg.output
+        self.literal_re = cfg.literal_re
         p = problem
-        if gammas is not None:
-            if len(gammas) != self.n_stages:
-                raise ValueError(f"gammas has {len(gammas)} values for {self.n_stages} stages")
-            self.gammas = [float(g) for g in gammas]
+        if cfg.gammas is not None:
+            if len(cfg.gammas) != self.n_stages:  # n_stages is capped at n_iter
+                raise ConfigError(f"{self.name}: gammas has {len(cfg.gammas)} values but {self.n_iter} "
+                                  f"iterations hold only {self.n_stages} stages")
+            self.gammas = [float(g) for g in cfg.gammas]
         else:
-            alphas = oss_alphas(self.n_stages, p.shape[0], alpha_max, alpha_min)
+            alphas = oss_alphas(self.n_stages, p.shape[0], cfg.alpha_max, cfg.alpha_min)
             if self.variant == "r":  # gamma_l = N^2 c_R / (8 pi^2 alpha_l^2), xi = k / N
-                self.gammas = [p.shape[0] ** 2 * c_r / (8 * math.pi ** 2 * a * a) for a in alphas]
+                self.gammas = [p.shape[0] ** 2 * cfg.c_r / (8 * math.pi ** 2 * a * a) for a in alphas]
             else:  # gamma_l = c_F / (2 alpha_l^2)
-                self.gammas = [c_f / (2 * a * a) for a in alphas]
+                self.gammas = [cfg.c_f / (2 * a * a) for a in alphas]
         if self.variant == "r":
             # |xi|^2 with xi = k / N per axis (cycles per pixel)
             grids = [torch.fft.fftfreq(n, device=p.device, dtype=p.rdtype) for n in p.shape]

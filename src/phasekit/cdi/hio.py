@@ -33,10 +33,12 @@ class HybridInputOutput(ProjectionAlgorithm):
     Written as in Marchesini, JOSA A 24, 3289 (2007) eq. (21):
     ``x_{n+1} = [P_s P_m + P_sbar (I - beta P_m)] x_n = x_n + d_s + beta d_sbar`` (see
     :func:`hio_direction`; a test checks the two forms give identical iterates).  Default
-    ``beta = 0.9`` (digests 000 §2.7 and 001 §9 item 14).  The reported estimate is
+    ``beta = 0.9`` (neither Xian et al. 2022 nor Pham 2020 ch. 2 gives beta; 0.9 is the OSS
+    reference code's default).  The reported estimate is
     ``P_C P_m x`` (Marchesini: the iterate itself violates the support).
     """
 
     name = "hio"
     mode = HIO
     keep_best_default = False
+    Config = HIOConfig

@@ -1,8 +1,9 @@
 """C-PRIME / MM: the full-batch majorisation-minimisation step for the L1-regularised amplitude
-objective (VR-RK paper, arXiv:2207.04736, eqs. (17)-(19), citing Qiu & Palomar 2017; digest 000
-§2.6).
+objective (VR-RK paper, arXiv:2207.04736, eqs. (17)-(19) and the closed form after (19), citing
+Qiu & Palomar 2017).
 
-Objective (17) with the convention of the printed closed form (digest §2.6 and §7 item 9): the
+Objective (17) with the convention of the printed closed form (our resolution of a factor-2
+mismatch: (17) carries a 1/2, but the printed threshold ``lam / (2C)`` fits the un-halved loss): the
 threshold ``lam / (2C)`` is exact for the *un-halved* loss
 
 .. math:: \\sum_{k\\in M} (b_k - |\\langle a_k, x\\rangle|)^2 + \\lambda \\|x\\|_1 ,
@@ -16,12 +17,13 @@ objective).  One step (eqs. 18-19):
 with ``C >= rho_max(A^H A)``.  With the project's unitary DFT ``rho_max = 1`` (no gap), so ``C`` is
 given in units of that bound (the paper's unnormalised ``C = N^2`` is ``C = 1`` here).  For ``x``
 on the support, ``A^H(Ax - b e^{i angle Ax}) = x - P_S P_M x`` with the missing-pixel-floating
-modulus projection ``P_M`` (digest §1.3), hence
+modulus projection ``P_M`` (unmeasured pixels keep their current value, since they are not rows of
+``A``), hence
 
 .. math:: d = (1 - 1/C)\\,x + (1/C)\\,P_S P_M x ,
 
-and at ``C = 1`` one C-PRIME step is exactly **ER followed by complex soft-thresholding** (the
-sanity test of the digest).  Real objects take the real part of ``d`` (the real gradient);
+and at ``C = 1`` one C-PRIME step is exactly **ER followed by complex soft-thresholding** (a
+sanity test of ours).  Real objects take the real part of ``d`` (the real gradient);
 positive ones use the prox of ``lam ||x||_1 + i_{x >= 0}``: ``max(d - tau, 0)``.
 """
 from __future__ import annotations
@@ -29,9 +31,8 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
-from ..core.errors import ConfigError
 from ..engine import StrictConfig
 from .base import ProjectionAlgorithm
 
@@ -43,6 +44,13 @@ class CPrimeConfig(StrictConfig):
     lam_rel: float | None = Field(None, ge=0.0,
                                   description="L1 weight relative to the object RMS: lam = 2 lam_rel ||b||/sqrt(|S|)")
     C: float = Field(1.0, ge=1.0, description="majorisation constant in units of rho_max(A^H A) = 1 (unitary)")
+
+    @field_validator("lam_rel")
+    @classmethod
+    def _one_weight(cls, v, info: ValidationInfo):
+        if v is not None and info.data.get("lam") is not None:
+            raise ValueError("give either lam or lam_rel, not both")
+        return v
 
 
 def soft_threshold(d: torch.Tensor, tau: float, *, real: bool = False, positive: bool = False) -> torch.Tensor:
@@ -61,7 +69,7 @@ def soft_threshold(d: torch.Tensor, tau: float, *, real: bool = False, positive:
 
 
 class CPrimeMM(ProjectionAlgorithm):
-    """C-PRIME / MM full-batch solver (eqs. 17-19; digest 000 §2.6).
+    """C-PRIME / MM full-batch solver (Xian et al. 2022, eqs. (17)-(19)).
 
     ``x <- Soft_{lam/(2C)}((1 - 1/C) x + (1/C) P_C P_M x)``: one FFT pair per iteration.  It is the
     full-batch reference of :class:`phasekit.cdi.kaczmarz.VRRKL1`; with ``lam = 0`` and ``C = 1``
@@ -69,14 +77,14 @@ class CPrimeMM(ProjectionAlgorithm):
     """
 
     name = "cprime"
-    state_names = ("x",)
+    state_names = ("x", "y", "lam")
 
-    def __init__(self, problem, n_iter, lam=None, lam_rel=None, C=1.0, **params):
-        super().__init__(problem, n_iter, beta=0.0, **params)
-        if lam is not None and lam_rel is not None:
-            raise ConfigError("give either lam or lam_rel, not both")
-        self._lam, self._lam_rel = lam, lam_rel
-        self.C = float(C)
+    Config = CPrimeConfig
+
+    def __init__(self, problem, n_iter, **params):
+        super().__init__(problem, n_iter, **params)
+        self._lam, self._lam_rel = self.cfg.lam, self.cfg.lam_rel
+        self.C = float(self.cfg.C)
 
     def initialize(self, x0):
         super().initialize(x0)

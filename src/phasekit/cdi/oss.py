@@ -21,7 +21,8 @@ class OSS(Algorithm):
     """OSS: HIO whose out-of-support density is smoothed by a Gaussian Fourier filter that narrows
     over ``n_filters`` stages; each stage restarts from its lowest-R_F iterate.
 
-    Per iteration (digest 001 §4.6, reading of the reference code): ``y = P_m x``;
+    Per iteration (our reading of the OSS reference MATLAB code of Rodriguez et al. 2013; the
+    thesis, ch. 2, runs OSS but prints no equations for it): ``y = P_m x``;
     ``h = x - beta y``; inside the support ``x' = y`` where the constraint holds and ``h``
     elsewhere (HIO); outside the support ``x' = F^-1(W_alpha F h)``.  ``W_alpha(k) =
     exp(-|k|^2 / (2 alpha^2))`` in DFT index units with ``alpha`` from ``2N`` to ``0.2N``
@@ -33,12 +34,14 @@ class OSS(Algorithm):
     name = "oss"
     keep_best_default = True
     state_names = ("x", "y", "best_x", "best_est", "best_rf", "stage_best_x", "stage_best_rf")
+    Config = OSSConfig
 
-    def __init__(self, problem, n_iter, beta=0.9, n_filters=10, alpha_max=None, alpha_min=None):
-        super().__init__(problem, n_iter)
-        self.beta = float(beta)
-        self.n_filters = min(int(n_filters), self.n_iter)
-        self.alphas = oss_alphas(self.n_filters, problem.shape[0], alpha_max, alpha_min)
+    def __init__(self, problem, n_iter, **params):
+        super().__init__(problem, n_iter, **params)
+        cfg = self.cfg
+        self.beta = float(cfg.beta)
+        self.n_filters = min(int(cfg.n_filters), self.n_iter)
+        self.alphas = oss_alphas(self.n_filters, problem.shape[0], cfg.alpha_max, cfg.alpha_min)
         self.k2 = freq_index_sq(problem.shape, problem.device, problem.rdtype)
         self.bounds = np.linspace(0, self.n_iter, self.n_filters + 1).round().astype(int)
         self._filters = {}

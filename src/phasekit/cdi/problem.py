@@ -90,7 +90,7 @@ class CDIProblem:
         if neg.any():
             if not clip_negative:
                 raise InputError(f"intensity has {int(neg.sum())} negative values (min {I[neg].min():.3g}); "
-                                 "pass clip_negative=True for background-subtracted data")
+                                 "pass clip_negative=True (CLI: --clip-negative) for background-subtracted data")
             I = np.clip(I, 0, None)
         if not (I[m] > 0).any():
             raise InputError("intensity is zero on every measured pixel")

@@ -14,10 +14,11 @@ class RAARConfig(StrictConfig):
 
 class RAAR(ProjectionAlgorithm):
     """RAAR: ``x_{n+1} = [beta/2 (R_C R_m + I) + (1 - beta) P_m] x_n`` with ``R = 2P - I``
-    (Luke, Inverse Problems 21, 37 (2005); digest 000 §2.7).  Pointwise: ``P_m x`` where
+    (Luke, Inverse Problems 21, 37 (2005)).  Pointwise: ``P_m x`` where
     ``2 P_m x - x`` satisfies the constraint, ``beta x + (1 - 2 beta) P_m x`` elsewhere.
-    Default ``beta = 0.9`` (digest 000 §2.10)."""
+    Default ``beta = 0.9`` (our choice: Xian et al. 2022 compare with RAAR but give no beta)."""
 
     name = "raar"
     mode = RAAR
     keep_best_default = False
+    Config = RAARConfig

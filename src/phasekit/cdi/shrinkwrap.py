@@ -3,9 +3,11 @@
 * Initial support: the autocorrelation ``|F^-1 I|`` (unmeasured pixels set to zero) thresholded at
   a few percent of its maximum (:func:`autocorrelation_support`).  The autocorrelation of an
   object is twice its extent, so this support is loose but contains the object.
-* Update every ``every`` iterations: blur ``|estimate|`` with a Gaussian of width ``sigma`` (pixels),
-  threshold at ``threshold`` times its maximum.  ``sigma`` starts at ``sigma_start`` and shrinks by
-  the factor ``decay`` per update down to ``sigma_end`` (digest 000 §2.8: 3 px, 1 %, 1.5 px, 20 %).
+* Update every ``every`` iterations: blur ``|estimate|`` with a Gaussian of width ``sigma``
+  (pixels), threshold at ``threshold`` times its maximum.  ``sigma`` starts at ``sigma_start`` and
+  shrinks by the factor ``decay`` per update down to ``sigma_end`` (defaults 3 px, 1 %, 1.5 px, 20
+  %: our choice after Marchesini et al., PRB 68, 140101 (2003); Xian et al. 2022 use shrinkwrap on
+  PR772 but give no values).
 
 :class:`ShrinkWrap` is run by the shared driver on its cadence, so it works with every algorithm
 (ER, HIO, RAAR, OSS, GPS and the ones built later).
@@ -58,7 +60,7 @@ class ShrinkWrapConfig(BaseModel):
 
 
 class ShrinkWrap:
-    """Shrink-wrap support updater for the driver (``run(..., shrinkwrap=ShrinkWrap())``).
+    """Shrink-wrap support updater for the driver (``run(..., constraint_update=ShrinkWrap())``).
 
     Parameters
     ----------

@@ -29,7 +29,8 @@ class StrictConfig(BaseModel):
     0.5
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True,
+                              allow_inf_nan=False)
 
 
 def _must_be_callable(v: Any) -> Any:
@@ -46,9 +47,13 @@ def config_error(name: str, exc: ValidationError, fields=None) -> ConfigError:
     """One-line :class:`ConfigError` from a pydantic ``ValidationError`` of algorithm ``name``."""
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err.get("loc", ()))
-    msg = err.get("msg", "invalid value")
+    msg = " ".join(str(err.get("msg", "invalid value")).split())
+    if msg.startswith(("Value error, ", "Assertion failed, ")):
+        msg = msg.split(", ", 1)[1]
     if err.get("type") == "extra_forbidden" and fields is not None:
         return ConfigError(f"{name}: unknown parameter {loc!r} (accepted: {', '.join(sorted(fields)) or 'none'})")
+    if not loc:  # a model-level check involving several parameters
+        return ConfigError(f"{name}: invalid parameters: {msg}")
     return ConfigError(f"{name}: invalid parameter {loc!r}: {msg}")
 
 

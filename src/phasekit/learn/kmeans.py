@@ -1,6 +1,7 @@
 """k-means clustering: stochastic backward Euler (SBE), Lloyd ("EM") and mini-batch k-means.
 
-Pham thesis ch. 4 (Yin, Pham, Oberman, Osher, J. Sci. Comput. 77, 1133 (2018)); digest 001 Part A.
+Pham thesis ch. 4 (Yin, Pham, Oberman, Osher, J. Sci. Comput. 77, 1133 (2018)), §4.2, Algorithm 4
+and §4.3.
 
 All three methods minimise the thesis objective (eq. (4.4))
 
@@ -18,27 +19,32 @@ best-of-``n_init`` selection (by ``phi``).  The estimator classes :class:`SBEKMe
 Normalisation: ``inertia_`` is scikit-learn's (the sum of squared distances); ``objective_`` is
 the thesis's ``phi = inertia_ / (2N)`` (Iris: best 78.85 / 300 = 0.2628).
 
-Resolutions of what the thesis leaves open (digest 001, Part D), used here:
+Resolutions of what the thesis leaves open (our choices), used here:
 
-* (#2) In outer step ``k`` the inner loop uses ``gamma^{k-1}`` (the first sweep ``gamma^0 = K``);
-  ``gamma`` is multiplied by ``beta`` after each outer step.  (#3) ``beta = 1/1.01`` by default.
-* (#5) A fresh mini-batch of ``M`` points, drawn without replacement, at every inner step; the
-  batch is assigned to the nearest centroid of the current inner iterate ``y^{l-1}`` (ties to the
-  lowest index); a centroid without batch points has zero gradient (it stays put, never reseeded).
-* (#6) SBE returns the final iterate ``x^{omaxit}``, not the best seen; ``phi`` is evaluated on
-  the full data.
-* (#7) ``init="random"`` draws ``K`` distinct data points uniformly, as in the thesis.
-  ``init="k-means++"`` (greedy, ``2 + ln K`` local trials, as scikit-learn) is offered because a
-  scikit-learn user expects it; the thesis does not use it.
-* (#8) Mini-batch k-means ("mb-EM") is Sculley's update with per-centre learning rate ``1/v_j``
-  and no reassignment; ``max_iter`` counts mini-batch steps (not epochs).  The per-point
-  sequential update of a batch equals the vectorised ``c_j <- (v_j c_j + sum_batch p) / (v_j + b_j)``.
-* (#9) Lloyd ("EM"): full batch; an empty cluster keeps its centroid (as SBE does); stops when the
-  squared centre shift is ``<= tol * mean feature variance`` (scikit-learn's rule) or after
-  ``max_iter`` iterations (further driver steps are no-ops).
+* (Algorithm 4 writes an unsubscripted ``gamma`` in the inner loop.) In outer step ``k`` the inner
+  loop uses ``gamma^{k-1}`` (the first sweep ``gamma^0 = K``); ``gamma`` is multiplied by ``beta``
+  after each outer step.  ``beta = 1/1.01`` by default (the thesis gives it only for Iris, §4.3.2).
+* (Sampling is not specified.) A fresh mini-batch of ``M`` points, drawn without replacement, at
+  every inner step; the batch is assigned to the nearest centroid of the current inner iterate
+  ``y^{l-1}`` (ties to the lowest index); a centroid without batch points has zero gradient (it
+  stays put, never reseeded).
+* (Algorithm 4 outputs ``x^{omaxit}``.) SBE returns the final iterate ``x^{omaxit}``, not the best
+  seen; ``phi`` is evaluated on the full data.
+* ``init="random"`` draws ``K`` distinct data points uniformly (the thesis says only "random
+  initialization", Tables 4.1-4.3). ``init="k-means++"`` (greedy, ``2 + ln K`` local trials, as
+  scikit-learn) is offered because a scikit-learn user expects it; the thesis does not use it.
+* Mini-batch k-means ("mb-EM" of §4.3.3, "Max iter 100" in Tables 4.1-4.3) is Sculley's update with
+  per-centre learning rate ``1/v_j`` and no reassignment; ``max_iter`` counts mini-batch steps (not
+  epochs). The per-point sequential update of a batch equals the vectorised
+  ``c_j <- (v_j c_j + sum_batch p) / (v_j + b_j)``.
+* Lloyd ("EM"; the tables' "Batch size" column is ``N/K``, read as full batch): full batch; an empty
+  cluster keeps its centroid (as SBE does); stops when the squared centre shift is
+  ``<= tol * mean feature variance`` (scikit-learn's rule) or after ``max_iter`` iterations (further
+  driver steps are no-ops).
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -55,6 +61,8 @@ __all__ = ["kmeans_objective", "assign", "KMeansProblem", "SBEStep", "LloydStep"
            "NotFittedError", "load_iris"]
 
 _CHUNK_ELEMS = 1 << 22  # distance-matrix elements per chunk (16 MiB in float32)
+
+log = logging.getLogger(__name__)
 
 
 class NotFittedError(PhasekitError, ValueError, AttributeError):
@@ -73,7 +81,7 @@ def _sqdist(P: torch.Tensor, C: torch.Tensor, c2: torch.Tensor | None = None) ->
 def assign(P: torch.Tensor, C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest centroid of each point and the squared distance to it (ties: lowest index).
 
-    Vectorised as ``||p||^2 - 2 p.c + ||c||^2`` in chunks (digest E.1 #1).
+    Vectorised as ``||p||^2 - 2 p.c + ||c||^2`` in chunks.
     """
     n, k = P.shape[0], C.shape[0]
     c2 = (C * C).sum(1)
@@ -296,15 +304,17 @@ class SBEStep(_KMeansStep):
     the mini-batch gradient ``grad_l phi = (1/M) [sum_{i in C_j^l} (y_j^{l-1} - p_i)]_j`` and the
     forward-looking average ``x^k = alpha x^k + (1 - alpha) y^l``; then ``gamma <- beta gamma``.
     The average is what turns the (at ``gamma ~ K`` non-contracting) fixed-point iteration into an
-    approximate prox (digest §A.4).
+    approximate prox (our analysis, not in the thesis: with fixed assignments and ``gamma = K``
+    the plain fixed-point iteration oscillates between ``x`` and the cluster means).
     """
 
     name = "sbe-kmeans"
     state_names = ("x", "gamma", "n_done")
+    Config = SBEConfig
 
     def __init__(self, problem, n_iter, **params):
         super().__init__(problem, n_iter, **params)
-        cfg = SBEConfig(**params)
+        cfg = self.cfg
         self.m = min(cfg.batch_size, problem.n)
         self.n_inner, self.alpha, self.beta = cfg.n_inner, cfg.alpha, cfg.beta
         self.gamma0 = float(problem.k if cfg.gamma0 is None else cfg.gamma0)
@@ -336,10 +346,11 @@ class LloydStep(_KMeansStep):
 
     name = "lloyd"
     state_names = ("x", "n_done", "converged")
+    Config = LloydConfig
 
     def __init__(self, problem, n_iter, **params):
         super().__init__(problem, n_iter, **params)
-        self.tol = LloydConfig(**params).tol * problem.mean_var
+        self.tol = self.cfg.tol * problem.mean_var
 
     def initialize(self, x0: torch.Tensor) -> None:
         self.x = x0.clone().contiguous()
@@ -365,10 +376,11 @@ class MiniBatchStep(_KMeansStep):
 
     name = "minibatch-kmeans"
     state_names = ("x", "v", "n_done")
+    Config = MiniBatchConfig
 
     def __init__(self, problem, n_iter, **params):
         super().__init__(problem, n_iter, **params)
-        self.m = min(MiniBatchConfig(**params).batch_size, problem.n)
+        self.m = min(self.cfg.batch_size, problem.n)
 
     def initialize(self, x0: torch.Tensor) -> None:
         self.x = x0.clone().contiguous()
@@ -455,7 +467,25 @@ class _BaseKMeans:
         self.n_features_in_ = problem.d
         self.result_ = res
         self._dtype, self._device = problem.rdtype, problem.device
+        self._check_empty(problem)
         return self
+
+    def _check_empty(self, problem) -> None:
+        """Count the clusters the final assignment leaves empty; warn once when there are any.
+
+        As scikit-learn's ``KMeans.fit`` (which warns "Number of distinct clusters (M) found
+        smaller than n_clusters (K)" after the fit), data with fewer distinct points than
+        ``n_clusters`` are not refused: the fit runs and the shortfall is reported.
+        """
+        sizes = np.bincount(self.labels_, minlength=problem.k)
+        self.n_empty_clusters_ = int(np.count_nonzero(sizes == 0))
+        if self.n_empty_clusters_ == 0:
+            return
+        m = int(torch.unique(problem.X, dim=0).shape[0])
+        pts = f"{m} distinct point{'s' if m != 1 else ''}"
+        why = f"only {pts}" if m < problem.k else pts
+        log.warning("k-means: %d of %d clusters are empty (the data have %s)",
+                    self.n_empty_clusters_, problem.k, why)
 
     def _check_fitted(self, X):
         if not hasattr(self, "cluster_centers_"):
@@ -531,6 +561,9 @@ class SBEKMeans(_BaseKMeans):
         Outer steps run by the best start.
     history_ : dict
         ``iteration`` / ``objective`` of the best start.
+    n_empty_clusters_ : int
+        Centres no point is assigned to (a logged warning says so; e.g. the data have fewer
+        distinct points than ``n_clusters``).
     """
 
     _algorithm = "sbe-kmeans"

@@ -1,20 +1,22 @@
 r"""ePIE, rPIE, mPIE and CRISP on the shared driver (one driver iteration = one full sweep over
 the scan positions in a fresh random order drawn from the run's generator).
 
-Sources: the CRISP paper (J. Appl. Cryst. 57 (2024), nb5380; every equation reconstructed in
-digest 003 §§1-3), Maiden & Rodenburg 2009 (ePIE), Maiden, Johnson & Li, Optica 4, 736 (2017)
-(rPIE and mPIE).  Equation numbers below are the CRISP paper's as digest 003 reconstructs them.
+Sources: the CRISP paper (J. Appl. Cryst. 57 (2024), nb5380, secs. 2-3), Maiden & Rodenburg 2009
+(ePIE), Maiden, Johnson & Li, Optica 4, 736 (2017) (rPIE and mPIE).  Equation numbers below are
+the CRISP paper's; the displayed equations are not legible in our copy, so the numbers follow the
+text's references and the formulas are reconstructed from the text of the cited section
+(docs/ptychography.md, "Sources").
 
 Per-iteration history (all measured *during* the sweep on the pre-update exit waves, as the
-group's code does -- digest 003 §5.1 [S]; no extra FFT):
+group's public PINE code does, github.com/mada-ko/PINE; no extra FFT):
 
 * ``R_F`` -- eq. (23);
 * ``cost_mean``, ``cost_median`` -- of :math:`e_n=\kappa\|\tilde\Psi_n-\Psi_n\|^2`;
 * ``xi`` (CRISP) -- the threshold used in this sweep;
 * ``step_o_mean/min/median/max`` and ``step_p_...`` -- the effective ePIE-equivalent step
   :math:`\alpha_{\rm eff}` per position (ePIE: the constant :math:`\alpha`; CRISP:
-  :math:`\lambda G_\nu|\mathbf Q|^2_{\max}`, digest 003 §3.2; rPIE/mPIE: the step at the
-  brightest pixel, i.e. :math:`\beta`); ``frac_no_update`` (CRISP) -- share of positions with
+  :math:`\lambda G_\nu|\mathbf Q|^2_{\max}`, eq. (19) compared with eq. (6); rPIE/mPIE: the step
+  at the brightest pixel, i.e. :math:`\beta`); ``frac_no_update`` (CRISP) -- share of positions with
   :math:`e_n\le\xi`.
 """
 from __future__ import annotations
@@ -26,9 +28,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ..engine import StrictConfig
-from ..core.errors import ConfigError
-from ..engine import Algorithm
+from ..engine import Algorithm, StrictConfig
 from . import kernels as K
 from .operators import shift_probe
 
@@ -45,10 +45,12 @@ class PIEBase(Algorithm):
     keep_best_default = False
     state_names = ("x",)
 
-    def __init__(self, problem, n_iter, probe_start: int = 0, kappa: float = 0.5, **params):
+    Config = PIEConfig
+
+    def __init__(self, problem, n_iter, **params):
         super().__init__(problem, n_iter, **params)
-        self.probe_start = int(probe_start)
-        self.kappa = float(kappa)
+        self.probe_start = int(self.cfg.probe_start)
+        self.kappa = float(self.cfg.kappa)
         self.fused = None  # None: automatic (numba on CPU)
         self._last: dict[str, float] = {}
 
@@ -226,16 +228,18 @@ class EPIE(PIEBase):
               {|\mathbf O_n|^2_{\max}},
 
     both from the pre-update :math:`\mathbf O_n,\mathbf P_n` (the probe update uses the *old*
-    object patch, digest 003 §2 [S code]); :math:`\mathbf R_n=\tilde\Psi_n-\Psi_n`.  Probe
+    object patch, as in the group's PINE code); :math:`\mathbf R_n=\tilde\Psi_n-\Psi_n`.  Probe
     updates start at iteration ``probe_start``.  The papers allow :math:`\alpha\in(0,1]`; up
-    to 2 is accepted (the descent lemma's bound, digest 003 A5).
+    to 2 is accepted (the descent lemma's bound; the PINE paper, sec. 3.3, allows (0, 2)).
     """
 
     name = "epie"
 
-    def __init__(self, problem, n_iter, alpha_o=1.0, alpha_p=1.0, **params):
+    Config = EPIEConfig
+
+    def __init__(self, problem, n_iter, **params):
         super().__init__(problem, n_iter, **params)
-        self.alpha_o, self.alpha_p = float(alpha_o), float(alpha_p)
+        self.alpha_o, self.alpha_p = float(self.cfg.alpha_o), float(self.cfg.alpha_p)
 
     def steps(self, n, e, pm, om, norms, fused):
         return self.alpha_o, self.alpha_p, 1.0, 1.0
@@ -258,15 +262,18 @@ class RPIE(PIEBase):
     and the same for the probe with :math:`\gamma_p` and :math:`|\mathbf O_n|`.  :math:`\gamma>1`
     is legal (the denominator stays :math:`\ge|\cdot|^2_{\max}`).  :math:`\gamma=1,\beta=1` is
     ePIE with :math:`\alpha=1` exactly.  ``beta_o = beta_p = 1`` (default) is rPIE as published;
-    the extra step is the PINE digest's option (004 §2.6).
+    the extra step factor is an option of ours.
     """
 
     name = "rpie"
 
-    def __init__(self, problem, n_iter, gamma_o=0.1, gamma_p=1.0, beta_o=1.0, beta_p=1.0, **params):
+    Config = RPIEConfig
+
+    def __init__(self, problem, n_iter, **params):
         super().__init__(problem, n_iter, **params)
-        self.gamma_o, self.gamma_p = float(gamma_o), float(gamma_p)
-        self.beta_o, self.beta_p = float(beta_o), float(beta_p)
+        cfg = self.cfg
+        self.gamma_o, self.gamma_p = float(cfg.gamma_o), float(cfg.gamma_p)
+        self.beta_o, self.beta_p = float(cfg.beta_o), float(cfg.beta_p)
 
     def steps(self, n, e, pm, om, norms, fused):
         return self.beta_o, self.beta_p, self.gamma_o, self.gamma_p
@@ -301,11 +308,14 @@ class MPIE(RPIE):
     name = "mpie"
     state_names = ("x", "v", "x_old")
 
-    def __init__(self, problem, n_iter, friction=0.7, feedback=0.3, momentum_every=None, **params):
+    Config = MPIEConfig
+
+    def __init__(self, problem, n_iter, **params):
         super().__init__(problem, n_iter, **params)
-        self.friction, self.feedback = float(friction), float(feedback)
+        cfg = self.cfg
+        self.friction, self.feedback = float(cfg.friction), float(cfg.feedback)
         n = problem.n_positions
-        self.T = int(momentum_every) if momentum_every else min(n, max(10, int(round(n / 20))))
+        self.T = int(cfg.momentum_every) if cfg.momentum_every else min(n, max(10, int(round(n / 20))))
         self._k = 0
 
     def initialize(self, x0):
@@ -341,7 +351,7 @@ class CRISPConfig(PIEConfig):
                             "(nu = (|P_n|max, |O_n|max)), eq. (21)")
     nu_o: float | None = Field(None, gt=0.0, description="explicit nu_o (overrides clip for the object)")
     nu_p: float | None = Field(None, gt=0.0, description="explicit nu_p (overrides clip for the probe)")
-    clip_exponent: float = Field(1.0, gt=0.0, description="cap nu**e / |Q|max^2 (digest A3; 1 = paper)")
+    clip_exponent: float = Field(1.0, gt=0.0, description="cap nu**e / |Q|max^2 (1 = eq. (21) as reconstructed)")
     c: float = Field(0.5, gt=0.0, lt=1.0, description="xi tuning parameter c of eq. (22)")
     xi_rule: Literal["one-minus-c", "c"] = Field(
         "one-minus-c", description="automatic xi = (1 - c) mean(e) (default) or c mean(e)")
@@ -349,10 +359,12 @@ class CRISPConfig(PIEConfig):
 
 
 class CRISP(PIEBase):
-    r"""CRISP, clipped reliable iterative subgradient projection (digest 003 §3, eqs. (15)-(22)).
+    r"""CRISP, clipped reliable iterative subgradient projection (CRISP paper,
+    secs. 3.1-3.5, eqs. (15)-(22)).
 
     Per position, with :math:`g_n=\kappa\|\mathbf R_n\|_F^2` (pre-update cost, :math:`\kappa=1/2`
-    by default, digest A2):
+    by default: the PINE paper's :math:`\tfrac12\|\cdot\|^2`, whose gradient has the Lipschitz
+    constant :math:`|\mathbf P_n|^2_{\max}` that CRISP sec. 2.3 uses):
 
     .. math:: G(\mathbf Q)=\frac{(g_n-\xi)_+}{\|\bar{\mathbf Q}\odot\mathbf R_n\|_F^2},\qquad
               G_\nu(\mathbf Q)=\min\{G(\mathbf Q),\ \nu^{e}/|\mathbf Q|^2_{\max}\}
@@ -361,16 +373,17 @@ class CRISP(PIEBase):
               \mathbf R_n,\qquad \mathbf P_n'=\mathbf P_n+\lambda_pG_{\nu_p}(\mathbf O_n)
               \bar{\mathbf O}_n\odot\mathbf R_n
 
-    (simultaneous: both from the old patch and probe, digest A14).  Clipping modes: ``none``
-    (:math:`\nu=\infty`), ``epie`` (:math:`\nu=(1,1)`, the paper's recommended default, which
-    caps the step at ePIE's) and ``scale`` (:math:`\nu=(|\mathbf P_n|_{\max},|\mathbf O_n|_{\max})`);
-    ``clip_exponent`` :math:`e` = 1 is eq. (21) as reconstructed (digest A3 keeps the exponent
-    configurable).
+    (simultaneous: both from the old patch and probe, as in ePIE; our reading of sec. 3.4). Clipping
+    modes: ``none`` (:math:`\nu=\infty`), ``epie`` (:math:`\nu=(1,1)`, the paper's recommended
+    default, which caps the step at ePIE's) and ``scale``
+    (:math:`\nu=(|\mathbf P_n|_{\max},|\mathbf O_n|_{\max})`); ``clip_exponent`` :math:`e` = 1 is
+    eq. (21) as reconstructed from sec. 3.4 (configurable, because ``nu**2`` also fits the text).
 
     :math:`\xi`: fixed (``xi=``), or automatic (eq. (22)): ``initializeXi`` computes :math:`e_n`
     for every position from the starting object and probe (batched), and after each sweep
-    :math:`\xi\leftarrow(1-c)\,\mathrm{mean}_n e_n` (``xi_rule="one-minus-c"``, the default; digest
-    A1) or :math:`c\,\mathrm{mean}_n e_n` (``xi_rule="c"``), with :math:`e_n` stored while position
+    :math:`\xi\leftarrow(1-c)\,\mathrm{mean}_n e_n` (``xi_rule="one-minus-c"``, the default; our
+    reading of sec. 3.5, "how much to reduce from the average cost"; docs/ptychography.md) or
+    :math:`c\,\mathrm{mean}_n e_n` (``xi_rule="c"``), with :math:`e_n` stored while position
     :math:`n` is processed.  :math:`\xi` is shared by all positions and by both updates.
 
     Zero-denominator guard: when :math:`\|\bar{\mathbf Q}\odot\mathbf R_n\|=0` (then
@@ -385,18 +398,18 @@ class CRISP(PIEBase):
     name = "crisp"
     state_names = ("x", "xi_value", "e_last")
 
-    def __init__(self, problem, n_iter, lambda_o=1.0, lambda_p=1.0, clip="epie", nu_o=None,
-                 nu_p=None, clip_exponent=1.0, c=0.5, xi_rule="one-minus-c", xi=None, **params):
+    Config = CRISPConfig
+
+    def __init__(self, problem, n_iter, **params):
         super().__init__(problem, n_iter, **params)
-        self.lambda_o, self.lambda_p = float(lambda_o), float(lambda_p)
-        if clip not in ("none", "epie", "scale"):
-            raise ConfigError(f"clip must be 'none', 'epie' or 'scale', got {clip!r}")
-        self.clip = clip
-        self.nu_o, self.nu_p = nu_o, nu_p
-        self.clip_exponent = float(clip_exponent)
-        self.c = float(c)
-        self.xi_rule = xi_rule
-        self.xi_fixed = None if xi is None else float(xi)
+        cfg = self.cfg
+        self.lambda_o, self.lambda_p = float(cfg.lambda_o), float(cfg.lambda_p)
+        self.clip = cfg.clip
+        self.nu_o, self.nu_p = cfg.nu_o, cfg.nu_p
+        self.clip_exponent = float(cfg.clip_exponent)
+        self.c = float(cfg.c)
+        self.xi_rule = cfg.xi_rule
+        self.xi_fixed = None if cfg.xi is None else float(cfg.xi)
         self.xi_value = float("nan")
         self.e_last = None
 

@@ -115,10 +115,12 @@ class FBP(Algorithm):
 
     name = "fbp"
 
-    def __init__(self, problem, n_iter, filter: str = "ramp", angle_weights: str = "uniform"):
-        super().__init__(problem, n_iter)
-        self.filter = filter
-        self.angle_weights = angle_weights
+    Config = FBPConfig
+
+    def __init__(self, problem, n_iter, **params):
+        super().__init__(problem, n_iter, **params)
+        self.filter = self.cfg.filter
+        self.angle_weights = self.cfg.angle_weights
 
     def initialize(self, x0):
         self.x = x0.clone()

@@ -1,7 +1,8 @@
 """GENFIRE-style reconstruction ("GENFIRE-lite"): Fourier gridding plus alternating projections.
 
-After Pryor et al., Sci. Rep. 7, 10409 (2017) as summarised by the Pham thesis (Ch. 3, §7 of
-the digest) and the GENFIRE-Python description; re-implemented here from that description:
+After Pryor et al., Sci. Rep. 7, 10409 (2017) as summarised by the Pham thesis (Ch. 3, §3.1 and
+§3.4: gridding, oversampling, alternating projections) and the GENFIRE-Python description;
+re-implemented here from that description:
 
 1. **Gridding.**  Each projection, zero padded to the ``M_x x M_y`` lateral size of an
    oversampled ``M = ceil(s N)`` grid, is Fourier transformed (centred, unnormalised: the Fourier
@@ -107,9 +108,13 @@ class GENFIRE(Algorithm):
     name = "genfire"
     state_names = ("x",)
 
-    def __init__(self, problem, n_iter, oversampling: float = 2.0, cutoff: float = 0.7,
-                 rfree_fraction: float = 0.05, rfree_seed: int = 0, **params):
+    Config = GENFIREConfig
+
+    def __init__(self, problem, n_iter, **params):
         super().__init__(problem, n_iter, **params)
+        cfg = self.cfg
+        oversampling, cutoff = cfg.oversampling, cfg.cutoff
+        rfree_fraction, rfree_seed = cfg.rfree_fraction, cfg.rfree_seed
         key = ("genfire", float(oversampling), float(cutoff), float(rfree_fraction), int(rfree_seed))
         if key not in problem._ops:
             Fm, meas, M = grid_fourier(problem, oversampling, cutoff)

@@ -1,11 +1,13 @@
 """Tomography metrics: R_F (thesis Eqn 3.9), R2, FSC with the RESIRE binning, anisotropy.
 
 ``R_F = (1/n) sum_theta sum_xy |P_theta O - b_theta| / sum_xy |b_theta|`` -- the mean over
-projections of per-projection relative L1 errors; the printed Eqn 3.9 has a stray ``|`` (digest
-A3).  ``R2 = (1/n) sum_theta ||P_theta O - b_theta||_2 / ||b_theta||_2`` (group code, not thesis).
+projections of per-projection relative L1 errors; the printed Eqn 3.9 (§3.3.1) has a stray ``|``,
+corrected here.  ``R2 = (1/n) sum_theta ||P_theta O - b_theta||_2 / ||b_theta||_2`` (group code,
+not thesis).
 Both accept per-projection masks (True / weight > 0 = measured).
 
-The FSC follows the group's ``FourierShellCorrelate(obj1, obj2, numBins)`` (digest §8.3, A17):
+The FSC follows the group's ``FourierShellCorrelate(obj1, obj2, numBins)`` (the thesis, §3.3.1,
+names the FSC but gives no formula, bins or threshold):
 centred FFTs, per-axis normalised radius ``(i - N//2) / (N/2)`` (Nyquist = 1), ``numBins``
 half-open bins ``[k_i, k_i+1)`` of ``linspace(0, 1, numBins + 1)``, corners beyond 1 ignored,
 ``FSC = Re sum F1 conj(F2) / sqrt(sum |F1|^2 sum |F2|^2)``; the bin centres are returned.
@@ -39,19 +41,31 @@ def _per_projection(calc, meas, mask, p):
     else:
         num, den = d.pow(2).sum(dims).sqrt(), b.pow(2).sum(dims).sqrt()
     ok = den > 0
-    if not bool(ok.any()):
-        return float("nan")
+    if not bool(ok.any()):  # the relative error is undefined: never return NaN
+        raise InputError("the measured projections are zero on every (masked) pixel: "
+                         "the relative error R_F is undefined")
     return float((num[ok] / den[ok]).mean())
 
 
 def rfactor_projections(calc, meas, mask=None) -> float:
-    """R_F of thesis Eqn 3.9 (mean of per-projection relative L1 errors).  Projections whose
-    measured sum is zero are skipped."""
+    """R_F of thesis Eqn 3.9 (mean of per-projection relative L1 errors).
+
+    Projections whose measured sum is zero are skipped; when every one is zero the R-factor is
+    undefined and an :class:`InputError` is raised (never NaN).
+
+    Examples
+    --------
+    >>> import torch
+    >>> b = torch.ones(2, 4, 4)
+    >>> rfactor_projections(1.5 * b, b)
+    0.5
+    """
     return _per_projection(calc, meas, mask, 1)
 
 
 def r2_projections(calc, meas, mask=None) -> float:
-    """R2: mean of per-projection relative L2 errors."""
+    """R2: mean of per-projection relative L2 errors (all-zero measurements: as
+    :func:`rfactor_projections`)."""
     return _per_projection(calc, meas, mask, 2)
 
 

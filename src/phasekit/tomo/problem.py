@@ -25,14 +25,23 @@ __all__ = ["TomoProblem", "extended_volume_shape"]
 def extended_volume_shape(det_shape, thickness: int, angles) -> tuple[int, int, int]:
     """Lateral volume size that covers every detector ray through a slab of ``thickness`` voxels.
 
-    The extended-object / thin-film mode of RESIRE (thesis lines 741, 923; the group's
-    ``objectsize.m``; digest §9): for each projection the detector corners are traced through
-    the slab ``|w| <= thickness / 2`` and the largest lateral ``|u|``, ``|v|`` reached sets the
-    size ``2 ceil(max) + 2`` (even, so that the centre ``N // 2`` stays on the detector centre).
+    The extended-object / thin-film mode of RESIRE (claimed without equations in the thesis abstract
+    of Ch. 3 and §3.4; the size rule follows the group's ``objectsize.m``): for each projection the
+    detector corners are traced through the slab ``|w| <= thickness / 2`` and the largest lateral
+    ``|u|``, ``|v|`` reached sets the size ``2 ceil(max) + 2`` (even, so that the centre ``N // 2``
+    stays on the detector centre).
     """
     T = int(thickness)
     if T < 2:
         raise InputError(f"thickness must be >= 2 voxels, got {thickness!r}")
+    umax, vmax = _ray_reach(det_shape, T, angles)
+    return (2 * int(math.ceil(umax)) + 2, 2 * int(math.ceil(vmax)) + 2, T)
+
+
+def _ray_reach(det_shape, thickness: int, angles) -> tuple[float, float]:
+    """Largest lateral ``|u|``, ``|v|`` (voxels from the centre) that a ray through a detector
+    corner reaches inside the slab ``|w| <= thickness / 2`` (at least the detector half-sizes)."""
+    T = int(thickness)
     Dx, Dy = (int(n) for n in det_shape)
     R = rotation_matrices(angles)
     umax, vmax = Dx / 2.0, Dy / 2.0
@@ -47,7 +56,38 @@ def extended_volume_shape(det_shape, thickness: int, angles) -> tuple[int, int, 
                     z = (w - a) / Ri[2, 2]
                     r = Ri @ np.array([x, y, z])
                     umax, vmax = max(umax, abs(r[0])), max(vmax, abs(r[1]))
-    return (2 * int(math.ceil(umax)) + 2, 2 * int(math.ceil(vmax)) + 2, T)
+    return umax, vmax
+
+
+def _check_geometry(det_shape, vol_shape, angles) -> None:
+    """Refuse a detector that does not match the volume (one-line :class:`InputError`).
+
+    With the conventions of :mod:`phasekit.tomo.geometry` a projection's ``(x, y)`` axes are the
+    volume's ``(x, y)`` axes rotated by ``R^T`` (``y`` is the tilt axis, ``z`` the beam at zero
+    tilt).  Two layouts are consistent:
+
+    * the field of view is the volume: ``(Dx, Dy) == (Nx, Ny)``, any depth ``Nz``;
+    * the extended (thin-film) mode: a slab of ``Nz`` voxels wider than the detector that holds
+      every ray through it, ``N >= 2 ceil(reach)`` per lateral axis
+      (:func:`extended_volume_shape` adds a margin of 2 voxels to that).
+
+    A volume narrower than the detector on either axis fits neither.
+    """
+    Dx, Dy = det_shape
+    Nx, Ny, Nz = vol_shape
+    if (Nx, Ny) == (Dx, Dy):
+        return
+    shapes = f"projections of {Dx}x{Dy} pixels and a {Nx}x{Ny}x{Nz} volume"
+    if Nx < Dx or Ny < Dy:
+        raise InputError(f"{shapes} do not match: the detector (x, y) must equal the volume's "
+                         f"(Nx, Ny) = ({Nx}, {Ny}), or be smaller for an extended slab")
+    umax, vmax = _ray_reach((Dx, Dy), Nz, angles)
+    need = (2 * math.ceil(umax - 1e-9), 2 * math.ceil(vmax - 1e-9))
+    if Nx < need[0] or Ny < need[1]:
+        raise InputError(f"{shapes} do not match: a volume wider than the detector is an extended "
+                         f"slab that must hold every ray through its {Nz} voxels of depth, i.e. be "
+                         f"at least {need[0]}x{need[1]} laterally (see extended_volume_shape); for "
+                         f"a field of view that holds the sample use vol_shape ({Dx}, {Dy}, Nz)")
 
 
 @dataclass
@@ -61,7 +101,8 @@ class TomoProblem:
     angles : ndarray (n, 3)
         ZYX Euler triples in degrees.
     weights : tensor (n, Dx, Dy) or None
-        Per-projection mask ``M_theta`` in [0, 1] (masked least squares, digest §9); None = all 1.
+        Per-projection mask ``M_theta`` in [0, 1] (masked least squares: our formulation of the
+        partially blocked projections of §3.4, which gives no equation); None = all 1.
     support : bool tensor (Nx, Ny, Nz)
     positive : bool
     shape : (Nx, Ny, Nz)
@@ -92,13 +133,15 @@ class TomoProblem:
         angles : tilt angles (n,) or Euler triples (n, 3), degrees, ZYX
         vol_shape : (Nx, Ny, Nz), optional
             Default ``(Dx, Dy, Dx)`` (a cube whose side is the detector width, as the RESIRE code).
-            A volume wider than the detector is the extended-object mode
-            (see :func:`extended_volume_shape`).
+            ``(Nx, Ny)`` must equal the detector's ``(Dx, Dy)`` (any ``Nz``), or be larger for
+            the extended-object mode, where the slab must hold every ray through it
+            (see :func:`extended_volume_shape`); anything else is an :class:`InputError`.
         mask : array (n, Dx, Dy) of bool or weights in [0, 1], optional
             0 where a projection is blocked or not trusted.
         support : bool array of ``vol_shape``, optional
         positive : bool
-            Positivity constraint (on by default, as the RESIRE code; digest A8).
+            Positivity constraint (on by default, as in the group's RESIRE code; the thesis does not
+            state it for RESIRE).
         """
         b = np.asarray(to_numpy(projections))
         if b.ndim == 2:
@@ -111,6 +154,9 @@ class TomoProblem:
             raise InputError(f"projections must be real numbers, got dtype {b.dtype}")
         if not np.all(np.isfinite(b)):
             raise InputError("projections contain NaN or Inf")
+        if not np.any(b):
+            raise InputError(f"every projection is zero ({b.shape[0]} projections of "
+                             f"{b.shape[1]}x{b.shape[2]} pixels): nothing to reconstruct")
         ang = as_euler(angles)
         if ang.shape[0] != b.shape[0]:
             raise InputError(f"{ang.shape[0]} angles for {b.shape[0]} projections")
@@ -122,8 +168,16 @@ class TomoProblem:
             raise InputError(f"vol_shape must be 3 integers, got {vol_shape!r}") from None
         if len(vs) != 3 or min(vs) < 2:
             raise InputError(f"vol_shape must be 3 sizes >= 2, got {vol_shape!r}")
+        _check_geometry(b.shape[1:], vs, ang)
         if precision not in ("single", "double"):
             raise ConfigError(f"precision must be 'single' or 'double', got {precision!r}")
+        from ..core.resources import check_memory
+        from .memory import estimate_tomo_reconstruction
+
+        check_memory(estimate_tomo_reconstruction(vs, b.shape[0], b.shape[1:],
+                                                  oversampling=oversampling,
+                                                  precision=precision),
+                     f"a {'x'.join(map(str, vs))} volume from {b.shape[0]} projections")
         dev = resolve_device(device)
         dt = real_dtype(precision)
         w = None
@@ -134,6 +188,10 @@ class TomoProblem:
             m = m.astype(np.float64)
             if not np.all(np.isfinite(m)) or m.min() < 0 or m.max() > 1:
                 raise InputError("mask must be boolean or weights in [0, 1]")
+            if not m.any():
+                raise InputError("mask marks no detector pixel as measured")
+            if not np.any(b * m):
+                raise InputError("every projection is zero on the measured (mask) pixels")
             w = torch.as_tensor(m, dtype=dt, device=dev)
         if support is None:
             s = torch.ones(vs, dtype=torch.bool, device=dev)
@@ -252,6 +310,7 @@ class TomoProblem:
         return torch.as_tensor(a, dtype=self.dtype, device=self.device)
 
     def random_start(self, rng) -> torch.Tensor:
-        """Zeros: the start of the RESIRE code (digest A9).  The problem is convex, so starts
-        differ only through the algorithm; ``rng`` is accepted for the driver's protocol."""
+        """Zeros: the start of the RESIRE code (the thesis leaves ``O^0`` unspecified). The problem
+        is convex, so starts differ only through the algorithm; ``rng`` is accepted for the driver's
+        protocol."""
         return torch.zeros(self.shape, dtype=self.dtype, device=self.device)

@@ -1,12 +1,14 @@
 """RESIRE: real space iterative reconstruction engine (Pham thesis Ch. 3, Algorithm 3).
 
-Update (Eqn 3.8 with the pseudocode typo fixed, digest §6 and A1):
+Update (Eqn 3.8, §3.2.1.2; Algorithm 3 prints the step as ``t/(nN)`` with ``N`` the number of
+projections and ``n`` undefined, read here as ``t/(n_proj N_z)`` as in Eqn 3.8):
 
 ``O <- P_C( O - t / (n_proj N_z) * (sum_i P_i^T M_i P_i O - sum_i P_i^T M_i b_i) )``
 
 with ``P_i`` the Fourier-slice forward projector, ``P_i^T`` the bilinear back projector (the
-"hybrid" of thesis line 921), ``M_i`` optional per-projection masks (masked least squares, digest
-§9), ``sum_i P_i^T M_i b_i`` precomputed once, ``P_C`` positivity and support, ``O^0 = 0``.
+"hybrid" of thesis line 921), ``M_i`` optional per-projection masks (masked least squares; our
+formulation of the partially blocked projections of §3.4, which gives no equation),
+``sum_i P_i^T M_i b_i`` precomputed once, ``P_C`` positivity and support, ``O^0 = 0``.
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from ..engine import Algorithm
 
 log = logging.getLogger("phasekit")
 
-#: empirical stability limit of the normalised step (digest §5: lambda_max ~ 0.957 n N_z)
+#: empirical stability limit of the normalised step (thesis §3.2.1.2 bounds lambda_max by n N_z
+#: and runs t = 2; we measured lambda_max ~ 0.957 n N_z)
 STABILITY_LIMIT = 2.0
 
 
@@ -55,7 +58,7 @@ class RESIRE(Algorithm):
         every experiment; the bound ``n N_z`` is tight within ~5 %, so ``t`` above ~2.09 makes the
         low-frequency mode diverge.  A warning is logged for ``t > 2``.
     projector : {"hybrid", "fst", "realspace"}
-        ``hybrid`` is RESIRE; the two others are exact adjoint pairs (ablation, digest A13).
+        ``hybrid`` is RESIRE; the two others are exact adjoint pairs (an ablation of ours).
 
     Notes
     -----
@@ -67,11 +70,12 @@ class RESIRE(Algorithm):
     name = "resire"
     state_names = ("x",)
 
-    def __init__(self, problem, n_iter, step: float = 2.0, projector: str = "hybrid", **params):
+    Config = RESIREConfig
+
+    def __init__(self, problem, n_iter, **params):
         super().__init__(problem, n_iter, **params)
-        self.t = float(step)
-        if not self.t > 0:
-            raise ConfigError(f"step must be > 0, got {step}")
+        self.t = float(self.cfg.step)
+        projector = self.cfg.projector
         if self.t > STABILITY_LIMIT:
             log.warning("RESIRE step t=%.3g is above the stability limit (~2.09 = 2/0.957): the "
                         "low-frequency mode may diverge", self.t)

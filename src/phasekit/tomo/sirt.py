@@ -1,12 +1,12 @@
 """SIRT with ASTRA's normalisation, on the real-space projector of the shared geometry.
 
 ``x <- P_C( x + lambda C A^T R (b - A x) )`` with ``R = 1 / (A 1)`` (row sums) and
-``C = 1 / (A^T 1)`` (column sums), zero where a sum is zero; ``P_C`` is optional positivity
-(ASTRA's ``MinConstraint = 0``) and the support.  This is ASTRA's SIRT, not the thesis' Eqn 3.5
-(a Cimmino/Landweber form with ``1/||a_i||^2``; digest §7 and A20).  ``A`` is the voxel-driven
-bilinear projector :class:`~phasekit.tomo.projectors.RealSpaceProjector` (splat forward, its exact
-transpose back), so the iteration is a weighted least-squares gradient method with exact
-adjoints.  Per-projection masks multiply ``R``.
+``C = 1 / (A^T 1)`` (column sums), zero where a sum is zero; ``P_C`` is optional positivity (ASTRA's
+``MinConstraint = 0``) and the support.  This is ASTRA's SIRT, not the thesis' Eqn 3.5 (§3.2.1.1, a
+Cimmino/Landweber form with ``1/||a_i||^2``; the thesis's own SIRT runs used ASTRA, §3.3.1). ``A``
+is the voxel-driven bilinear projector :class:`~phasekit.tomo.projectors.RealSpaceProjector` (splat
+forward, its exact transpose back), so the iteration is a weighted least-squares gradient method
+with exact adjoints.  Per-projection masks multiply ``R``.
 """
 from __future__ import annotations
 
@@ -26,10 +26,12 @@ class SIRT(Algorithm):
 
     name = "sirt"
 
-    def __init__(self, problem, n_iter, relaxation: float = 1.0, positive=None, **params):
+    Config = SIRTConfig
+
+    def __init__(self, problem, n_iter, **params):
         super().__init__(problem, n_iter, **params)
-        self.lam = float(relaxation)
-        self.positive = problem.positive if positive is None else bool(positive)
+        self.lam = float(self.cfg.relaxation)
+        self.positive = problem.positive if self.cfg.positive is None else bool(self.cfg.positive)
         op = problem.realspace
         self.A = op
         if "sirt_RC" not in problem._ops:
