@@ -1,7 +1,6 @@
 """Per-slice 2-D peers for single y-axis tilt series: ASTRA (CPU) SIRT/FBP and scikit-image FBP.
 
-A y-tilt series decouples into ``Ny`` independent 2-D problems in the ``(u, w)`` plane
-(digest §14).  phasekit's convention: volume ``(x, y, z)``, centre ``N // 2``,
+A y-tilt series decouples into ``Ny`` independent 2-D problems in the ``(u, w)`` plane.  phasekit's convention: volume ``(x, y, z)``, centre ``N // 2``,
 ``x_det = cos(t) u - sin(t) w``.  The peers' image orientation and angle sign are **not assumed**:
 :func:`calibrate` projects a point source with phasekit's real-space projector and with every
 candidate mapping of the peer (image = slice or its transpose, angle +t or -t) and keeps the one

@@ -1,6 +1,6 @@
 """Time per iteration of phasekit's CDI algorithms against the FFTs they must do, and against cohere-core.
 
-Pattern (as in digests/peer_perf.md §2): a random complex object (amplitude U[0,1), phase U[0,1) rad)
+Pattern (the one used for the peer comparisons): a random complex object (amplitude U[0,1), phase U[0,1) rad)
 in a centred support of half the array per axis, ``I = |fftc(obj)|^2``, complex64, no mask, no
 realness / positivity.  Sizes 256^2, 512^2, 1024^2.
 
@@ -478,7 +478,7 @@ def markdown(data, args, meta):
     L = [f"# {data['meta']['name']}: CDI time per iteration vs the FFT bound and vs cohere-core", "",
          meta_markdown(meta), "",
          "Pattern: random complex object in a centred support of half the array per axis, complex64, "
-         "no mask / realness / positivity (peer_perf.md §2). Medians over "
+         "no mask / realness / positivity. Medians over "
          f"{args.repeats} interleaved repeats; each block is paired with an adjacent block of torch "
          "FFT pairs and the ratio of the two is what is reported (machine noise cancels). "
          "FFT bound = FFTs per iteration / 2 x FFT-pair time. cohere-core runs in a subprocess "

@@ -1,4 +1,4 @@
-"""CRISP paper (J. Appl. Cryst. 57, 2024; digest 003 §9): Exp-1 to Exp-3 on a scaled-down
+"""CRISP paper (J. Appl. Cryst. 57, 2024, secs. 4.1-4.3, Figs. 6-8): Exp-1 to Exp-3 on a scaled-down
 BL24XU surrogate, claims C1-C9 and the controls (ePIE with smaller steps, raw vs energy-matched
 initial probe, both xi rules).
 
@@ -9,7 +9,7 @@ origin, ``--iters`` sweeps (paper: 300 / 400), ``--seeds`` noise realisations wi
 orders per seed.  Units as the paper's: unnormalised forward FFT (``fft_norm="backward"``), so
 scale-adaptive clipping and fixed xi act as in the paper; fixed xi values are reported as
 multiples of the noise-floor cost (the mean cost of the ground truth), since absolute values
-depend on the frame size (digest 003 C9).
+depend on the frame size (the paper's 0.47 / 0.074 of sec. 4.3 are in its own units).
 
 ``--paper-size`` runs Exp-1 (high dose: ePIE, rPIE, CRISP with ePIE-like clipping) and the
 low-dose Exp-2 triple with both xi readings at the paper's sizes -- 470 x 470 frames (BL24XU,
@@ -38,7 +38,7 @@ from _common import (RESULTS, claim, claims_markdown, machine_meta, md_table, me
 NAME = "crisp_paper"
 
 NOTES = """\
-The implementation was checked line by line against the digest's pseudocode (003 §3.1) in the
+The implementation was checked line by line against the CRISP pseudocode (reconstructed from the text of secs. 3.4-3.5; not legible in our copy) in the
 paper's units (photon counts, unnormalised forward FFT): `tests/test_ptycho.py::
 test_crisp_matches_pseudocode_in_paper_units` recomputes one position by hand with NumPy's
 unnormalised FFT (kappa = 1/2, initializeXi with (1-c), the clip, the simultaneous update) and
@@ -56,7 +56,7 @@ ePIE with a per-position step lambda min(1, kappa/rho): the clipping modes then 
 is what the paper's Fig. 7 shows at low dose.  At high dose (c = 0.5) both readings coincide;
 CRISP's probe step there is at most lambda_p kappa (1 - xi/e) / rho_O with rho_O ~ 1 for a weak
 phase object, i.e. <= ~1/4 of ePIE's at equal lambda = alpha, which is why it lags ePIE when the
-probe error dominates the start (digest A15: CRISP is damped ePIE)."""
+probe error dominates the start (at equal lambda = alpha CRISP's step never exceeds ePIE's: a damped ePIE)."""
 
 
 def build(dose, seed, M=128, n=13, step=None):
@@ -352,7 +352,7 @@ def paper_report(cache, meta):
                     "probe corr (complex)", "probe corr |FP|", "s / iteration"], table), "",
           "## Per-sweep diagnostic", "",
           ("Mean cost and xi in units of the noise-floor cost (mean cost of the ground truth); "
-           "steps are the effective ePIE-equivalent steps (digest 003 §3.2)."), "",
+           "steps are the effective ePIE-equivalent steps (eq. (19) compared with eq. (6))."), "",
           md_table(TRAJ_HEAD, traj), "",
           "## Claims", "", claims_markdown(claims), "",
           f"![R_F and FRC]({name}_rf_frc.png) ![phase]({name}_phase.png)"]
@@ -400,7 +400,7 @@ def main():
     threads = set_threads(1)
     meta = machine_meta({"threads": threads})
     doses = {"high": 1e10, "low": 1e8}
-    # the paper's parameters (digest 003 §4.1); lambda = alpha
+    # the paper's parameters (secs. 4.1-4.2); lambda = alpha
     par = {"high": {"epie": dict(alpha_o=1.0, alpha_p=0.4), "rpie": dict(gamma_o=0.1, gamma_p=1.0),
                     "crisp": dict(lambda_o=1.0, lambda_p=0.4, c=0.5)},
            "low": {"epie": dict(alpha_o=0.4, alpha_p=0.2), "rpie": dict(gamma_o=0.1, gamma_p=5.0),
@@ -409,7 +409,7 @@ def main():
                 "CRISP-noclip": ("crisp", {"clip": "none"}),
                 "CRISP-epie": ("crisp", {"clip": "epie"}),
                 "CRISP-scale": ("crisp", {"clip": "scale"})}
-    # the other reading of eq. (22), xi = c mean(e) (digest 003 A1); identical at c = 0.5 (high
+    # the other reading of eq. (22), xi = c mean(e) (docs/ptychography.md); identical at c = 0.5 (high
     # dose), so run only at low dose (c = 0.01)
     cvariants = {"CRISP-noclip c*mean": ("crisp", {"clip": "none", "xi_rule": "c"}),
                  "CRISP-epie c*mean": ("crisp", {"clip": "epie", "xi_rule": "c"}),
@@ -675,7 +675,7 @@ def main():
           "## Per-sweep diagnostic (seed 0)", "",
           ("Mean cost and xi in units of the noise-floor cost; share updated = positions with "
            "e_n > xi; steps are the effective ePIE-equivalent steps alpha_eff = lambda G_nu "
-           "|Q|max^2 (digest 003 §3.2)."), "", md_table(TRAJ_HEAD, traj), "",
+           "|Q|max^2 (eq. (19) compared with eq. (6))."), "", md_table(TRAJ_HEAD, traj), "",
           "## Reading", "", NOTES, "",
           "## Claims", "", claims_markdown(claims), "",
           f"![R_F and FRC]({NAME}_rf_frc.png) ![phase]({NAME}_phase.png) ![xi]({NAME}_xi_sweep.png)"]

@@ -1,4 +1,4 @@
-"""GPS vs OSS vs HIO on a simulated vesicle (Pham thesis ch. 2, Figs. 2.2-2.4; digest 001 §6.1, §7, §11).
+"""GPS vs OSS vs HIO on a simulated vesicle (Pham thesis ch. 2, §2.4.1, Figs. 2.2-2.4).
 
 One simulated data set (``simulate_cdi("vesicle", size=256, oversampling=4, target_rnoise=0.06)``:
 Poisson noise calibrated to R_noise ~ 6 %), a real and non-negative object, the simulation's support
@@ -180,7 +180,7 @@ def brown_forsythe(a, b):
 
 # --------------------------------------------------------------------------- claims
 def check_claims(S, R, labels, rnoise, rf_truth, tag=""):
-    """The thesis claims (digest 001 §7) on the per-label summaries ``S`` and runs ``R``."""
+    """The thesis claims (§2.4.1, Figs. 2.2-2.4) on the per-label summaries ``S`` and runs ``R``."""
     oss, gpsr, gpsf, hio = labels["oss"], "GPS-R", "GPS-F", "HIO"
     vals = lambda lab, k: np.array([r[k] for r in R[lab]])  # noqa: E731
     C = []
@@ -542,8 +542,8 @@ def markdown(data, labels_order, S, bs, sweep, figs, meta, sim, args, floor, gps
     L.append(md_table(["algorithm", "thesis R_F", "thesis R_real", "ours best-run R_F",
                        "ours best-run R_real", "ours mean R_F", "ours mean R_real"], rows))
     L += ["", "Absolute numbers differ from the thesis: its vesicle phantom, support, image size, "
-          "oversampling, flux and the HIO/OSS iteration counts are unspecified (digest 001 §6.1, §9 "
-          "item 14); phasekit's `vesicle` phantom is a stand-in. Only the orderings are comparable. "
+          "oversampling, flux and the HIO/OSS iteration counts are unspecified (§2.4.1); "
+          "phasekit's `vesicle` phantom is a stand-in. Only the orderings are comparable. "
           f"Noise floor on this data: R_F of the truth {p(floor['R_F_truth']):.2f} %; ER (200 it.) "
           f"started from the truth: R_F {p(floor['ER200_from_truth_R_F']):.2f} %, R_real "
           f"{p(floor['ER200_from_truth_R_real']):.2f} %.", "", "## Claims", "",

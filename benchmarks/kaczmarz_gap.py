@@ -1,5 +1,5 @@
 """VR-RK / RK vs RAAR / HIO on a noise-free virus pattern with a central gap (VR-RK paper,
-arXiv:2207.04736, Table 1 and Fig. 2; digest 000 §4.1, §5 C1-C2, §8.2 B1).
+arXiv:2207.04736, Table 1 and Fig. 2, sec. "Synthetic single particle data recovery experiment").
 
 Data (reduced, see ``--size``): ``phasekit.sim.phantoms.virus`` (an icosahedral virus-like
 projection, values in [0, 1]) of extent ``size / oversampling`` embedded in a ``size x size`` grid,
@@ -10,15 +10,16 @@ whole comparison runs in minutes on the shared 2-core machine.  The gap is the `
 to the zero frequency, ``K`` scaled from 409 so that it covers the same area **in speckles**
 (``K = 409 (s_ours / s_paper)^2`` with speckle size ``s = N / object extent``).
 
-Initialisation (digest §2.9, "reference signal a priori"): mode (i) ``random`` -- the problem's
+Initialisation (our readings of the paper's "reference signal ... used as a priori", see
+docs/kaczmarz.md): mode (i) ``random`` -- the problem's
 random start (measured amplitudes, random phases, constrained), and mode (ii) ``lowres`` -- the truth
 low-pass filtered by ``G = exp(-R^2 / (2 * 0.01))`` (Li 2016), identical for every algorithm.  Mode
 (iii) (holographic reference) is not run.
 
-Budget (digest §7 item 16): ``B`` HIO / RAAR iterations (one FFT pair each) = ``B`` RK / VR-RK
+Budget (ours; the paper's "iteration" is not defined): ``B`` HIO / RAAR iterations (one FFT pair each) = ``B`` RK / VR-RK
 epochs (``B`` passes over the ``m`` rows, O(|S|) per row).  VR-RK's default snapshot interval
-``s = |S|/2`` (docs/kaczmarz.md) adds ``ceil(m/s)`` snapshot FFT pairs per epoch; in the digest's
-unit (one FFT pair = one data pass) a VR-RK epoch therefore costs ``1 + ceil(m/s)`` passes, and
+``s = |S|/2`` (docs/kaczmarz.md) adds ``ceil(m/s)`` snapshot FFT pairs per epoch; in units of
+data passes (one FFT pair = one pass) a VR-RK epoch therefore costs ``1 + ceil(m/s)`` passes, and
 "VR-RK equal passes" is run with ``B / (1 + ceil(m/s))`` epochs.  Wall-clock seconds (the driver's
 pure step time) are recorded for every run, which is the cost that matters here: at 128^2 a
 snapshot (FFT pair plus the per-row coefficients) costs about as much time as 100 row steps.  The linear-system check (phases fixed to the
@@ -47,7 +48,8 @@ PAPER = {"size": 755, "support": 9306, "gap": 409, "extent": 107}
 # --------------------------------------------------------------------------- shared helpers
 def central_gap(n: int, k: int) -> np.ndarray:
     """Mask (True = measured) with the ``k`` pixels closest to the centre ``n // 2`` removed
-    (ties broken by flat index, deterministic; digest §7 item 11)."""
+    (ties broken by flat index, deterministic; our reading of "the size of pixels in the gap is 409",
+    Fig. 1(c), as a pixel count)."""
     c = n // 2
     y, x = np.mgrid[:n, :n]
     d2 = ((y - c) ** 2 + (x - c) ** 2).ravel()
@@ -59,8 +61,8 @@ def central_gap(n: int, k: int) -> np.ndarray:
 
 def make_object(size: int, oversampling: float, seed: int, reference: bool = False):
     """Virus phantom (max 1) of extent ``size / oversampling``; with ``reference`` a 5 x 5 block
-    of value 1 is added 3 px beyond the lower-right corner of the particle's bounding box (the
-    holographic "reference signal a priori" of digest §2.9 mode iii, here part of the unknown
+    of value 1 is added 3 px beyond the lower-right corner of the particle's bounding box (a
+    holographic reading of the paper's "reference signal a priori", here part of the unknown
     object and of its support, not held fixed).  Returns truth, tight support, extent."""
     from phasekit.sim.phantoms import embed, virus
 
@@ -101,7 +103,7 @@ def method_table(budget: int, m: int, n_support: int, extra: bool = True) -> dic
     """label -> (algorithm, n_iter, params, data passes per iteration).
 
     VR-RK's default snapshot interval is ``s = |S|/2`` (real object; docs/kaczmarz.md), i.e.
-    ``ceil(m / s)`` snapshot FFT pairs per epoch; in the digest's unit (one FFT pair = one data
+    ``ceil(m / s)`` snapshot FFT pairs per epoch; in units of data passes (one FFT pair = one
     pass) an epoch costs ``1 + ceil(m / s)`` passes.  "VR-RK" gets the same number of epochs (row
     steps) as RK; "VR-RK equal passes" gets ``budget / (1 + ceil(m / s))`` epochs."""
     s_def = (n_support + 1) // 2
@@ -112,7 +114,7 @@ def method_table(budget: int, m: int, n_support: int, extra: bool = True) -> dic
          "HIO": ("hio", budget, {"beta": 0.9}, 1.0)}
     if extra:
         t["VR-RK equal passes"] = ("vrrk", max(budget // (1 + snaps), 1), {}, 1.0 + snaps)
-        # the digest's s = m (one snapshot per pass) with the former default relax 0.2 / the unit step
+        # s = m (one snapshot per pass) with the former default relax 0.2 / the unit step
         t["VR-RK s=m relax 0.2"] = ("vrrk", budget, {"epoch_length": m, "relax": 0.2}, 2.0)
         t["VR-RK s=m relax 1"] = ("vrrk", budget, {"epoch_length": m, "relax": 1.0}, 2.0)
     return t
@@ -336,8 +338,8 @@ def main(argv=None):
     data = {"meta": meta, "claims": claims, "setup": setup, "summary": summ, "timing": timing, "linear": lin,
             "args": vars(args), "paper": {"table1": PAPER_TABLE1, **PAPER},
             "cost_unit": "budget = row passes (RK / VR-RK epochs of m row steps) = HIO / RAAR iterations; "
-                         "VR-RK (s = |S|/2) also takes ceil(m/s) snapshot FFT pairs per epoch, so in the digest's "
-                         "unit (one FFT pair = one data pass) its epoch costs 1 + ceil(m/s) passes: 'VR-RK equal "
+                         "VR-RK (s = |S|/2) also takes ceil(m/s) snapshot FFT pairs per epoch, so in units "
+                         "of data passes (one FFT pair = one pass) its epoch costs 1 + ceil(m/s) passes: 'VR-RK equal "
                          "passes' gets budget / (1 + ceil(m/s)) epochs; the s = m variants 2 passes per epoch",
             "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs],
             "total_s": time.perf_counter() - t_start}
@@ -360,11 +362,11 @@ def main(argv=None):
           f"measured pixels. Noise-free, real + positive object, float64, {args.seeds} phantoms (seeds). "
           f"Objects: `virus` (near-centrosymmetric, so twin stagnation is possible) and `virus+ref` (a 5x5 "
           f"reference block beside the particle, support {st1['support']} px: the holographic reading of the "
-          "paper's 'reference signal a priori', digest §2.9 mode iii, but the block is part of the unknown, not "
+          "paper's 'reference signal a priori' (our reading), but the block is part of the unknown, not "
           "held fixed). Init modes: `lowres` (mode ii, truth low-passed with exp(-R^2/0.02), initial error "
           f"{fmt(st0.get('init_err_lowres'))}) and `random` (mode i). VR-RK default: snapshot every s = |S|/2 "
           "row steps, relax 1 (the paper's unit step); 's=m relax 0.2' is the former default and 's=m relax 1' "
-          "the digest's epoch length with the unit step.", "",
+          "the one-pass epoch length with the unit step.", "",
           f"**Cost unit**: {data['cost_unit']}. Budget {args.budget}.", "",
           md_table(["object", "init", "method", "median error", "min", "max", "median seconds"], rows), "",
           "Paper Table 1: VR-RK 1.7540e-12, RK 6.8635e-12, RAAR 0.0307, HIO 0.1313.", "",

@@ -1,4 +1,4 @@
-"""Laplacian-smoothing SGD vs SGD (Pham thesis ch. 5, §5.3.1-5.3.2; digest 001, Part B.6 and L2, L3, L6).
+"""Laplacian-smoothing SGD vs SGD (Pham thesis ch. 5, §5.3.1-5.3.2, Figs. 5.1-5.3).
 
 **Reduced, offline stand-in for the thesis's MNIST experiments**: scikit-learn's bundled 8x8 digits
 (1,797 images, pixels / 16) replace MNIST, and epochs / seeds are cut so that the whole script runs
@@ -8,7 +8,8 @@ JSON.
 A. Multi-class logistic regression (§5.3.1, Figs. 5.1-5.2).  Fixed split: 1,000 training-pool /
    797 test images.  Each trial trains on a fresh random 300-image subset of the pool (the thesis:
    10 % of MNIST, ~6,000 images) with batch 100, 200 epochs, lr 0.5 divided by 10 at epochs 50, 100,
-   150 (digest #19); SGD vs LS-SGD order 1 and order 2 (sigma = 1, digest #17), ``--trials`` trials
+   150 (our reading of "decay 10 times after every 50 epochs"); SGD vs LS-SGD order 1 and order 2
+   (sigma = 1, our choice: §5.3.1 gives none), ``--trials`` trials
    (default 100) with the same subset and initial weights per trial for every method; a sigma sweep
    {0.5, 2, 3} with fewer trials.  SVRG (in the thesis) is not run.  Reported: test accuracy mean /
    std, and the across-trial std of the training loss per epoch (Fig. 5.2).
@@ -19,7 +20,7 @@ A2. The same model on the whole 1,000-image pool at batch sizes 2, 8, 32, 100 (3
 
 B. LeNet-style CNN (§5.3.2, Fig. 5.3a) scaled to 8x8 inputs: conv(20, 3x3, pad 1)-ReLU-maxpool 2 ->
    conv(50, 3x3, pad 1)-ReLU-maxpool 2 -> fc 200->128 (affine, no ReLU, as the authors' code;
-   digest #20) -> linear 128->10, cross-entropy.  Thesis optimiser settings: lr 0.01 divided by 5 at
+   the thesis does not say) -> linear 128->10, cross-entropy.  Thesis optimiser settings: lr 0.01 divided by 5 at
    half the steps, momentum 0.9, weight decay 1e-4, sigma = 1.  Batch sizes 2, 4, 16, 64, each
    trained for the same number of optimizer steps (``--cnn-steps``, default 3000) on a 600-image
    training split, tested on the other 1,197; ``--cnn-seeds`` (default 3) seeds.  (The thesis trains

@@ -4,10 +4,10 @@ iteration count, in one run.
 
 Cases (``--cases``):
 
-* ``spiral128`` (the shared peer dataset of digest peer_perf.md): 128 x 128 frames, 512 x 512
+* ``spiral128`` (the shared peer dataset): 128 x 128 frames, 512 x 512
   object, 400 Fermat-spiral positions (integer), Poisson noise at 1e6 photons per frame;
   phasekit ePIE / CRISP / rPIE (fused kernels), ePIE (torch path), PtyLab, pty-chi.
-* ``paper470``: the CRISP paper's sizes (digest 003 §4) -- 470 x 470 frames, 13 x 13 raster at an
+* ``paper470``: the CRISP paper's sizes (sec. 4 and the PINE code's data) -- 470 x 470 frames, 13 x 13 raster at an
   integer 25 px step, 770 x 770 object, a ~200 px disc probe; phasekit ePIE and CRISP, PtyLab
   (pty-chi not run at this size).
 * ``paper480``: the same scan with 480 x 480 frames (780^2 object), the nearest FFT-friendly size:
@@ -34,8 +34,7 @@ tzdata python-dateutil scikit-learn joblib threadpoolctl scikit-image imageio ti
 lazy_loader cloudpickle narwhals`` (a plain ``pip install ptychi`` pulls torchvision, which
 replaces torch 2.13 CPU by a CUDA build), plus a local ``torchvision`` stub in
 ``/tmp/ptychi_stub`` providing ``transforms.GaussianBlur`` (the only torchvision name
-ptychi 2.2.0 imports; PyPI torchvision does not import beside torch 2.13 CPU) -- the recipe of
-digest peer_perf.md §4.  pty-chi's EPIE with batch size 1 and BILINEAR patch interpolation
+ptychi 2.2.0 imports; PyPI torchvision does not import beside torch 2.13 CPU) -- our install recipe.  pty-chi's EPIE with batch size 1 and BILINEAR patch interpolation
 (exact for integer positions) is the same algorithm as ours (sequential ePIE, one FFT pair per
 position); its default FOURIER interpolation adds two sub-pixel-shift FFT pairs per position,
 and batch 100 is a different (mini-batch) algorithm -- both reported for reference.
@@ -154,7 +153,7 @@ json.dump(res, open(out, "w"))
 CASES = {
     "spiral128": dict(Np=128, No=512, N=400, radius=32, raster=None,
                       label="128^2 frames, 400 Fermat-spiral positions, 512^2 object"),
-    # the CRISP paper's data (digest 003 §4): 470^2 frames, 13 x 13 raster at 25 px, 770^2 object
+    # the CRISP paper's data (sec. 4; sizes from the PINE code's data): 470^2 frames, 13 x 13 raster at 25 px, 770^2 object
     "paper470": dict(Np=470, No=770, N=169, radius=101, raster=(13, 25),
                      label="470^2 frames, 13 x 13 raster at 25 px (integer), 770^2 object"),
     # the nearest FFT-friendly size (480 = 2^5 3 5; 470 = 2 5 47), same scan and probe

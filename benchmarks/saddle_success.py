@@ -1,15 +1,15 @@
 """Success rate of HIO, SO2D and SO4D from random starts: Marchesini (2007) Table 1 and Fig. 4.
 
-The test (digest 002 §7, §9 items 2-3, 12): noise-free ``|F obj|^2`` of a smooth, real,
+The test (Marchesini 2007, Sec. VI; its sizes and values are not legible in our copy, see docs/saddle.md): noise-free ``|F obj|^2`` of a smooth, real,
 non-negative random test pattern (``--obj`` pixels square, Gaussian-smoothed uniform noise, a 5 %
 pedestal) centred in an ``--size`` grid, a square box support ``--pad`` pixels larger per side,
 and **support as the only constraint** (the object is reconstructed as complex, the paper's
 "more difficult problem").  The paper's sizes, threshold and beta were lost; the object was
-calibrated so that HIO needs hundreds of iterations and does not always succeed (digest §9
-item 12).  Every algorithm starts from the same random-phase starts (``rng = seed + i``).
+calibrated so that HIO needs hundreds of iterations and does not always succeed (as HIO
+in the paper's Table 1).  Every algorithm starts from the same random-phase starts (``rng = seed + i``).
 
 Success: the first iteration at which ``eps^_s = ||P_sbar P_m rho|| / ||sqrt I|| < threshold``
-(digest §9 item 3; free for all three algorithms: it is ``||d_sbar|| / ||sqrt I||``).  Each start
+(our success metric, the paper's being lost; free for all three algorithms: it is ``||d_sbar|| / ||sqrt I||``).  Each start
 runs until the smallest threshold of ``--thresholds`` is crossed or ``--cap`` iterations, through
 the shared driver (:func:`phasekit.engine.run`, one call per start, a callback that records the
 crossings and stops the run).  The aligned error against the true object (global phase, shift,

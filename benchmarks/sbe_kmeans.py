@@ -1,5 +1,5 @@
 """SBE k-means vs Lloyd ("EM") and mini-batch k-means: the tables of Pham thesis ch. 4 on offline data
-(digest 001, Part A.6 and C1-C4).
+(§4.3, Tables 4.1-4.3, Figs. 4.1-4.2).
 
 Data sets (all offline):
 
@@ -7,21 +7,21 @@ Data sets (all offline):
 * ``gauss2d``: the 2-D synthetic Gaussians of §4.3.1 (4 x 1000 points), K = 4;
 * ``digit_gauss``: **stand-in for "Gaussian data with MNIST centroids" (Table 4.1)**: 8 images of
   scikit-learn's bundled 8x8 digits (the first image of each digit 0-7, pixels scaled to [0, 1])
-  as centroids, 60,000 points with i.i.d. N(0, 0.2^2) noise per pixel (the noise level inferred in
-  digest #10), 64-D instead of 784-D;
+  as centroids, 60,000 points with i.i.d. N(0, 0.2^2) noise per pixel (our inference: it
+  reproduces the objective 15.68 = 784 * 0.04 / 2 of Table 4.1), 64-D instead of 784-D;
 * ``digits_raw``: **stand-in for "raw MNIST" (Table 4.2)**: the 1,797 scikit-learn digits
   (pixels / 16), 64-D; only 1,797 points instead of 60,000.
 
 Per data set and K, ``--runs`` (default 100) trials, each from K distinct data points drawn at
-random (shared by every method of the trial, digest #7).  Methods (thesis settings):
+random (shared by every method of the trial; the thesis says only "random initialization").  Methods (thesis settings):
 
 * SBE (ours): ``(M, (omaxit, imaxit))`` as the tables: (1000, (150, 10)) against EM, (500, (100, 5))
-  against mb-EM; Iris (60, (10, 40)); alpha 0.75, gamma0 = K, beta = 1/1.01 (digest #3);
+  against mb-EM; Iris (60, (10, 40)); alpha 0.75, gamma0 = K, beta = 1/1.01 (printed for Iris only, §4.3.2);
 * Lloyd (ours, max 50 iterations) and scikit-learn ``KMeans(init=C0, n_init=1, max_iter=50,
   algorithm="lloyd")``;
 * mini-batch (ours: Sculley, 100 steps of batch 500, no reassignment) and scikit-learn
   ``MiniBatchKMeans`` driven by 100 ``partial_fit`` calls on random batches of 500
-  (``reassignment_ratio=0``, digest #8; sklearn's ``max_iter`` would count epochs).
+  (``reassignment_ratio=0``, our reading of "Max iter 100"; sklearn's ``max_iter`` would count epochs).
 
 Reported: min / max / mean / variance / std of the final objective ``phi = inertia/(2N)`` (thesis
 eq. (4.4), evaluated in float64 on the full data for every method), fraction of runs within
@@ -345,7 +345,7 @@ def main(argv=None):
     # ---- write
     data = {"name": name, "meta": meta, "runs": runs, "total_s": total,
             "settings": {"alpha": 0.75, "gamma0": "K", "beta": 1 / 1.01, "lloyd_max_iter": 50, "lloyd_tol": 1e-4,
-                         "inits": "K distinct data points per run, shared by every method (digest #7)",
+                         "inits": "K distinct data points per run, shared by every method (our choice)",
                          "digit_gauss": {"N": n_gauss, "noise_std": 0.2, "centroid_images": idx,
                                          "note": "scikit-learn 8x8 digits (64-D) stand in for MNIST (784-D)"},
                          "digits_raw": {"N": 1797, "note": "scikit-learn digits stand in for the 60k MNIST images"},

@@ -1,6 +1,6 @@
 """B2, B5, B6: RESIRE on a cell-like high-SNR series, partially blocked projections, an extended
 thin film, a dual-axis series, and the step-size / oversampling study (Pham thesis Ch. 3
-§3.3.2 and the claims without experiments of §3.4; digest 001 ch3 §11 C4, C6, C7 and §14).
+§3.3.2, the step size of §3.2.1.2 and the claims without experiments of §3.4).
 
 * **cell** (B2, C4): cell-like phantom, 42 projections -58:3:65, 1 % Gaussian noise, data from
   the independent fine-grid projector, 150 iterations of RESIRE and SIRT (phasekit and ASTRA),
@@ -233,7 +233,7 @@ def main(argv=None):
     C.append(claim("C6 RESIRE converges for t in {0.5, 1, 2} (no positivity)",
                    not any(nopos[t]["diverged"] for t in (0.5, 1.0, 2.0)),
                    ", ".join(f"t={t}: R_F {100 * nopos[t]['final_R_F']:.2f} %" for t in (0.5, 1.0, 2.0))))
-    C.append(claim("digest: t above ~2.09 diverges (t = 2.2 and 2.5, no positivity)",
+    C.append(claim("t above ~2.09 diverges (t = 2.2 and 2.5, no positivity)",
                    nopos[2.2]["diverged"] and nopos[2.5]["diverged"],
                    f"t=2.2 final/min R_F {nopos[2.2]['final_R_F']:.3g}/{nopos[2.2]['min_R_F']:.3g}; "
                    f"t=2.5 {nopos[2.5]['final_R_F']:.3g}/{nopos[2.5]['min_R_F']:.3g}"))

@@ -1,5 +1,5 @@
 """B1: RESIRE vs SIRT / FBP / GENFIRE-lite on a 64^3 vesicle, 41 projections at -70:3.5:70
-(Pham thesis Ch. 3 §3.3.1, Fig. 3.1; digest 001 ch3 §10, §11 claims C1-C3, §14 B1).
+(Pham thesis Ch. 3 §3.3.1, Fig. 3.1: the R_F, FSC and missing-wedge claims).
 
 Data: the hollow vesicle phantom (:func:`phasekit.tomo.make_phantom`), 64^3, y-tilt series
 -70:3.5:70 (41 projections, 40-degree missing wedge), Gaussian noise with standard deviation
@@ -218,14 +218,14 @@ def main(argv=None):
             rf = np.asarray(h["R_F"])
             hit = np.nonzero(rf <= res["rnoise"])[0]
             res["discrepancy_iteration"] = int(h["iteration"][hit[0]]) if hit.size else None
-    # projector dependence of the R_F ranking (digest lesson 1)
+    # projector dependence of the R_F ranking (found in an earlier prototype)
     fine = results[f"fine_{args.noise:g}"]["rows"]
     if "R_F_astra" in by(fine, "RESIRE"):
         a = by(fine, "RESIRE")
         s = by(fine, "SIRT (ASTRA, pos.)")
         flip = (a["R_F_fst"] < s["R_F_fst"]) != (a["R_F_astra"] < s["R_F_astra"])
         claims.append(claim("R_F ranking RESIRE vs ASTRA SIRT depends on the projector that "
-                            "evaluates it (fine data; digest lesson)", flip,
+                            "evaluates it (fine data)", flip,
                             f"FST: {100 * a['R_F_fst']:.2f} vs {100 * s['R_F_fst']:.2f} %; ASTRA: "
                             f"{100 * a['R_F_astra']:.2f} vs {100 * s['R_F_astra']:.2f} %"))
 

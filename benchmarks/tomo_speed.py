@@ -1,5 +1,5 @@
 """RESIRE time per iteration against its FFT / interpolation work and against ASTRA's CPU SIRT
-(digest 001 ch3 §14, "tomo_speed"), measured side by side in one run.
+(Pham thesis Ch. 3, §3.2.1), measured side by side in one run.
 
 Sizes: 64^3 x 41 projections (-70:3.5:70) and 128^3 x 61 projections (-75:2.5:75).  Per size:
 

@@ -130,8 +130,8 @@ def _as_int(value, name: str, minimum: int) -> int:
 def rfactor(amplitude, measured_amplitude, mask=None) -> float:
     r"""Fourier R-factor over the measured pixels.
 
-    Thesis eq. (2.21) with the absolute value that the printed formula lacks (digest 001, §5 and
-    §9 item 1):
+    Pham thesis (2020) eq. (2.21), §2.3.1, with the absolute value that the printed formula lacks
+    (our reading; the thesis also calls it "relative error"):
 
     .. math:: R_F = \frac{\sum_{i\in K} \big|\,|a_i| - b_i\big|}{\sum_{i\in K} b_i},
 
@@ -202,7 +202,8 @@ def rfactor_image(image, intensity, mask=None, *, clip_negative: bool = False) -
 def residual_map(image, intensity, mask=None, *, clip_negative: bool = False) -> np.ndarray:
     r"""Per-pixel Fourier residual :math:`\big|\,|\mathcal F u| - b\big|`.
 
-    The residual image of thesis Fig. 2.2 ("Res = ‖|Fu| − b‖", digest 001 §5); its sum over the
+    The residual image of thesis Fig. 2.2 (third column; "Res = ‖|Fu| − b‖" in §2.4.1, printed
+    with a missing bar); its sum over the
     measured pixels divided by :math:`\sum b` is :func:`rfactor_image`.
 
     Parameters
@@ -423,8 +424,9 @@ def align(estimate, reference, *, twin: bool = True, phase: bool = True,
 
     A Fourier modulus does not change under a translation, the conjugate inversion
     :math:`x(\mathbf r)\to\overline{x(-\mathbf r)}` (twin image) and a global phase factor
-    :math:`e^{i\varphi}` (a sign for real images).  Following digest 000 §3 item 5 (and thesis
-    §9 items 20-21 of digest 001), this solves
+    :math:`e^{i\varphi}` (a sign for real images).  Neither Xian et al. 2022 nor Pham 2020 (eq.
+    (2.31))
+    mentions alignment, yet their errors only make sense after it; this solves
 
     .. math:: \min_{T\in\{1,\mathrm{twin}\},\ \mathbf s,\ \varphi,\ a}
               \big\|x_{ref} - a\,e^{i\varphi}\,\tau_{\mathbf s}T(\hat x)\big\|_2 :
@@ -471,9 +473,10 @@ def align(estimate, reference, *, twin: bool = True, phase: bool = True,
 def relative_error(estimate, reference, *, align_first: bool = True, **align_kwargs) -> float:
     r"""Relative error :math:`\|x_{ref}-\hat x\|_2/\|x_{ref}\|_2` after alignment.
 
-    The error measure of the VR-RK paper (its "relative square error", printed as the norm ratio;
-    digest 000 §3 item 1), evaluated after removing the trivial ambiguities with :func:`align`
-    (digest 000 §3 item 5).
+    The error measure of the VR-RK paper (its "relative square error", printed as the norm ratio
+    ``||x - x_hat||_2 / ||x||_2`` in sec. "Synthetic single particle data recovery experiment",
+    Table 1), evaluated after removing the trivial ambiguities with :func:`align` (our addition;
+    the paper does not mention alignment).
 
     Parameters
     ----------
@@ -508,8 +511,9 @@ def r_real(estimate, reference, *, align_first: bool = True, **align_kwargs) -> 
 
     (the thesis writes :math:`\sum_i u^o_i` for a non-negative model).  Without alignment a
     correct but shifted or twinned reconstruction scores badly, so the estimate is first aligned
-    with :func:`align` (digest 001 §5 and §9 item 20).  If the data were scaled to photons,
-    rescale the reconstruction to the model's units first (§9 item 13) or pass ``scale=True``.
+    with :func:`align` (our addition; the thesis does not mention alignment).  If the data were
+    scaled to photons (eq. (2.29) gives photon units while (2.30)-(2.31) compare with model units),
+    rescale the reconstruction to the model's units first or pass ``scale=True``.
 
     Parameters
     ----------

@@ -2,7 +2,7 @@
 optimisers.
 
 Pham thesis ch. 5 (Osher, Wang, Yin, Luo, Barekat, Pham, Lin, "Laplacian smoothing gradient
-descent", arXiv:1806.06317); digest 001 Part B.  The update (eq. (5.9), Algorithm 5) is
+descent", arXiv:1806.06317), §5.2 and §5.3.  The update (eq. (5.9), Algorithm 5) is
 
     w^{k+1} = w^k - eta_k (A_sigma^n)^{-1} grad f_{i_k}(w^k),
 
@@ -10,19 +10,21 @@ with ``A_sigma = I - sigma L`` (eq. (5.6), periodic 1-D Laplacian on the paramet
 its order-``n`` generalisation ``I + (-1)^n sigma L^n`` (§5.2.4), inverted by FFT with the
 shared operator :func:`phasekit.learn.smoothing.smooth_vector` (the one GPS uses).
 
-Resolutions of what the thesis leaves open (digest 001, Part D):
+Resolutions of what the thesis leaves open (our choices):
 
-* (#16) Order of operations: the raw data-loss gradient of each parameter tensor is smoothed,
-  *then* weight decay is added, *then* momentum (as ``torch.optim.SGD``) is applied (the authors'
-  public code does the same).  ``smooth_weight_decay=True`` smooths after adding weight decay.
-* (#18) "Layer-wise" smoothing: one smoothing per parameter tensor (weights and biases
-  separately), flattened row-major; tensors with ``numel <= 2`` are left unsmoothed (they smooth
-  trivially or not at all).
-* (#14) Order ``n`` uses the Fourier symbol ``1 + sigma (4 sin^2(pi k/m))^n`` (the thesis's
+* Order of operations (the thesis does not place smoothing relative to weight decay and momentum):
+  the raw data-loss gradient of each parameter tensor is smoothed, *then* weight decay is added,
+  *then* momentum (as ``torch.optim.SGD``) is applied (the authors' public code does the same).
+  ``smooth_weight_decay=True`` smooths after adding weight decay.
+* "Layer-wise" smoothing (§5.2.3, which gives no granularity): one smoothing per parameter tensor
+  (weights and biases separately), flattened row-major; tensors with ``numel <= 2`` are left
+  unsmoothed (they smooth trivially or not at all).
+* Order ``n`` (§5.2.4) uses the Fourier symbol ``1 + sigma (4 sin^2(pi k/m))^n`` (the thesis's
   stencil recursion is off by one); no dummy variables are needed for short tensors.
-* (#15) ``sigma`` and ``order`` are optimiser parameters; ``sigma = 0`` is plain SGD / RMSprop.
-* LS-RMSprop (§5.3.4): the smoothed gradient replaces the gradient *and* feeds the running
-  average of its square.
+* ``sigma`` and ``order`` are optimiser parameters (Algorithm 5 does not list them as inputs);
+  ``sigma = 0`` is plain SGD / RMSprop.
+* LS-RMSprop (§5.3.4): the smoothed gradient replaces the gradient *and* feeds the running average
+  of its square.
 """
 from __future__ import annotations
 
@@ -81,7 +83,8 @@ class LSSGD(Optimizer):
         Order ``n`` of ``A_sigma^n = I + (-1)^n sigma L^n`` (1: Laplacian, 2: biharmonic).
     momentum, dampening, nesterov : as ``torch.optim.SGD``.
     weight_decay : float
-        L2 penalty, added *after* smoothing (digest #16) unless ``smooth_weight_decay``.
+        L2 penalty, added *after* smoothing (our choice, see the module docs) unless
+        ``smooth_weight_decay``.
     smooth_weight_decay : bool
         Smooth ``grad + weight_decay * p`` instead of ``grad``.
     min_numel : int

@@ -2,15 +2,16 @@
 higher-order generalisation ``(I + (-1)^n sigma L^n)^{-1}``.
 
 One implementation serves GPS-R's real-space smoothing of the dual variable (Pham thesis eq.
-(2.17); exact periodic form of digest 001 §3 P4) and Laplacian-smoothing gradient descent
-(thesis ch. 5, eq. (5.6) ``A_sigma = I - sigma L`` with the periodic 1-D Laplacian ``L`` acting
-on parameter indices, and §5.2.4 ``A_sigma^n = I + (-1)^n sigma L^n``).
+(2.17), §2.3.1, in its exact periodic form; the thesis uses the heat-kernel approximation (2.18))
+and Laplacian-smoothing gradient descent (thesis ch. 5, eq. (5.6) ``A_sigma = I - sigma L`` with
+the periodic 1-D Laplacian ``L`` acting on parameter indices, and §5.2.4
+``A_sigma^n = I + (-1)^n sigma L^n``).
 
 With the periodic discrete Laplacian the operator is diagonal in Fourier space with eigenvalues
 ``lambda(xi) = sum_i 4 sin^2(pi k_i / N_i)`` of ``-L``, so ``(A_sigma^n)^{-1}`` divides the DFT
 by ``1 + sigma lambda^n``.  The mean (zero frequency) is preserved exactly.
 
-Ambiguity resolved (digest 001, Part D #14): the thesis builds the order-``n`` operator from a
+Ambiguity resolved (thesis §5.2.4): the thesis builds the order-``n`` operator from a
 stencil recursion whose "otherwise" branch is off by one (it gives ``(1,-4,-4,-4,1)`` for n = 2).
 We never build the stencil: the Fourier symbol ``1 + sigma (4 sin^2(pi k/m))^n`` is exactly the
 eigenvalue of ``I + (-1)^n sigma L^n`` for the periodic ``L`` for every ``m >= 1`` (the correct
@@ -109,7 +110,8 @@ def smoothed_noise_variance_factor(m: int | None, sigma: float, order: int = 1) 
 
     Exactly ``(1/m) sum_k (1 + sigma lambda_k^order)^{-2}``.  ``m=None`` gives the limit
     ``m -> infinity``, which for order 1 has the closed form ``(1 + 2 sigma) / (1 + 4 sigma)^{3/2}``
-    (digest 001 §B.3: 0.268 at sigma = 1); higher orders are integrated numerically.
+    (our derivation, not in the thesis: 0.268 at sigma = 1); higher orders are integrated
+    numerically.
     """
     _check(sigma, order)
     if m is None:

@@ -2,18 +2,19 @@ r"""Ptychography quality metrics (built on :mod:`phasekit.metrics`).
 
 * :func:`rfactor` -- :math:`R_F=\sum_n\sum|\sqrt{I_n}-|\mathcal F\Psi_n||/\sum_n\sum\sqrt{I_n}`
   (Miao et al. 2006; CRISP eq. (23)).
-* :func:`prepare_for_comparison` / :func:`object_frc` -- the PINE protocol (digest 004 §5):
-  (i) complex scale and global phase fit, (ii) sub-pixel registration by phase-only correlation,
+* :func:`prepare_for_comparison` / :func:`object_frc` -- the PINE protocol (PINE paper, sec. 5,
+  around eq. (23)): (i) complex scale and global phase fit, (ii) sub-pixel registration by phase-only correlation,
   (iii) pixels with total illumination < 1 % of its maximum set to vacuum (1) in both images;
   then :func:`phasekit.metrics.frc` of the complex objects.
 * :func:`object_error` -- relative error on the well-illuminated pixels after the same
   alignment plus removal of the linear phase ramp that ptychography cannot determine (a
-  development diagnostic, not a paper metric; digest 003 §5).
+  development diagnostic of ours, not a paper metric).
 * :func:`probe_correlation` -- :math:`|\langle\mathcal F\hat{\mathbf P},\mathcal F\mathbf P\rangle_A|
   /(\|\cdot\|_A\|\cdot\|_A)` over a Fourier-domain disc ``A`` (the zone-plate aperture;
-  digest 003 §5.3, A10).
-* :func:`dispersion` -- the normalised L1 stand-in for the lost :math:`\tau_{ij}` score (digest 003
-  A9).
+  CRISP sec. 4.1 computes it "over the spatial frequency range cropped with the aperture of the
+  illumination zone plate"; the word naming the domain is lost in our copy, Fourier is our reading).
+* :func:`dispersion` -- the normalised L1 stand-in (our choice) for the :math:`\tau_{ij}` score of
+  CRISP sec. 4.4 (eq. (25)), whose formula is not legible in our copy.
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def well_lit(illumination, threshold: float = 0.01) -> np.ndarray:
 
 def prepare_for_comparison(est, truth, illumination=None, *, threshold: float = 0.01,
                            upsample: int = 20, register: bool = True):
-    """PINE preprocessing (digest 004 §5): returns ``(aligned_estimate, truth_masked, info)``.
+    """PINE preprocessing (PINE paper, sec. 5): returns ``(aligned_estimate, truth_masked, info)``.
 
     ``illumination`` is the coverage map :math:`\\sum_n\\mathcal S^\\top_n|\\mathbf P_n|^2` (for
     example ``PtychoProblem.illumination(true_probe)``); None uses every pixel.
@@ -158,7 +159,8 @@ def probe_correlation(est, truth, aperture_diameter: float | None = None, *,
 
 
 def dispersion(oi, oj, mask=None) -> float:
-    """Stand-in for the CRISP paper's lost tau_ij (digest 003 A9): normalised L1 distance
+    """Stand-in for the CRISP paper's tau_ij (sec. 4.4, eq. (25), not legible in our copy;
+    this stand-in is our choice): normalised L1 distance
     ``sum|c oi - oj| / sum(|c oi| + |oj|)`` over ``mask`` after the complex scale fit ``c``."""
     a, b = _check(oi, oj)
     m = np.ones(a.shape, bool) if mask is None else np.asarray(mask, bool)

@@ -1,6 +1,6 @@
 r"""Ptychographic forward model as linear operators (forward and adjoint).
 
-Notation of the CRISP paper (digest 003 §1; the PINE code conventions of digest 004 §2.5):
+Notation of the CRISP paper (secs. 2.1-2.2; the conventions of the group's public PINE code):
 
 * :math:`\mathcal S_{\mathbf r}` crops the :math:`M_y\times M_x` object patch whose top-left corner
   is the integer part :math:`\lfloor\mathbf r\rfloor` of the scan position (0-based pixels, (y, x));

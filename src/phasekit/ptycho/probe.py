@@ -1,11 +1,12 @@
 r"""Probes (illuminations): circular aperture, Fresnel-zone-plate focus, Gaussian, defocus, the
 PINE "bump" start, the BL24XU geometry preset, and photon scaling.
 
-Every probe is a complex ``(My, Mx)`` NumPy array centred at index ``M // 2``.  Scaling to photons
-(:func:`scale_to_dose`) uses the dose definition of the CRISP/PINE simulations: the intensity at
-the origin of the vacuum diffraction pattern, :math:`I_0=|\mathcal F\mathbf P|^2(\mathbf 0)`, in
-photon counts (digest 003 §4; with the unnormalised FFT of the paper :math:`I_0=|\sum\mathbf P|^2`,
-with phasekit's unitary FFT :math:`I_0=|\sum\mathbf P|^2/(M_yM_x)`; both describe the same counts).
+Every probe is a complex ``(My, Mx)`` NumPy array centred at index ``M // 2``. Scaling to photons
+(:func:`scale_to_dose`) uses the dose definition of the CRISP/PINE simulations: the intensity at the
+origin of the vacuum diffraction pattern, :math:`I_0=|\mathcal F\mathbf P|^2(\mathbf 0)`, in photon
+counts (CRISP sec. 4, PINE sec. 5: "diffraction intensities at the origin"; with the unnormalised
+FFT of the paper :math:`I_0=|\sum\mathbf P|^2`, with phasekit's unitary FFT
+:math:`I_0=|\sum\mathbf P|^2/(M_yM_x)`; both describe the same counts).
 """
 from __future__ import annotations
 
@@ -101,8 +102,9 @@ def propagate(field, distance: float, wavelength: float | None, pixel_size: floa
 
 
 def bump(shape) -> np.ndarray:
-    """The initial probe of the PINE code (digest 004 §2.5): a radial raised cosine, 1 for
-    ``d <= M/8``, ``cos`` taper to 0 at ``d = M/4`` (support diameter ~ M/2), zero phase."""
+    """The initial probe of the PINE paper, sec. 5.1 ("a bump function with support approximately
+    the same size as the simulation probe"), in the form of the group's public code: a radial raised
+    cosine, 1 for ``d <= M/8``, ``cos`` taper to 0 at ``d = M/4`` (support diameter ~ M/2), zero phase."""
     shape = _shape(shape)
     m = min(shape)
     r = _radius(shape)
@@ -118,7 +120,8 @@ def fzp_probe(shape, beam_diameter: float, pupil_diameter: float, *, defocus: fl
 
     The demagnified aperture image (a disc of ``beam_diameter`` pixels) is low-pass filtered by
     the zone-plate pupil, a disc of ``pupil_diameter`` pixels in the detector (Fourier) plane --
-    the bright-field disc (digest 003 §9: a ~200 px disc filtered by a ~90 px pupil).  An optional
+    the bright-field disc (for BL24XU, derived from CRISP sec. 4: a ~200 px disc filtered by a
+    ~90 px pupil).  An optional
     ``defocus`` (metres) propagates the result.
     """
     shape = _shape(shape)
@@ -182,7 +185,7 @@ class BeamlineGeometry:
 
 
 def bl24xu(n_pixels: int = 470) -> BeamlineGeometry:
-    """The SPring-8 BL24XU geometry of the CRISP/PINE simulations (digest 003 §4): 8 keV, EIGER
+    """The SPring-8 BL24XU geometry of the CRISP/PINE simulations (CRISP sec. 4): 8 keV, EIGER
     X 1M (75 um pixels) at 4.5 m, BDA 20 um demagnified 5x to a 4 um beam by a 416 um zone plate
     with 86 nm outermost zones.  ``n_pixels = 470`` gives a 19.8 nm object pixel, a ~202 px beam
     and a ~90 px bright-field disc; smaller frames keep the geometry (coarser object pixels)."""

@@ -11,13 +11,14 @@ copies both.  :meth:`to_centred` returns the object (the driver's ``image``); :m
 the probe (``ReconResult.probe``).
 
 **FFT normalisation and units.**  phasekit's propagator is the unitary FFT (docs/conventions.md).
-The CRISP paper uses MATLAB's unnormalised forward FFT (digest 003 §1 and §8 item 2).  The two
+The CRISP/PINE group uses MATLAB's unnormalised forward FFT (their public PINE code; the CRISP
+paper, sec. 2.1, does not state a normalisation).  The two
 models differ only by the scale :math:`\sqrt{M_yM_x}` of the probe; ``fft_norm="backward"``
 reproduces the paper's units exactly by dividing the measured amplitudes by
 :math:`\sqrt{M_yM_x}` at set-up, so that :math:`|\mathbf P|_{\max}`, the costs
 :math:`g_n=\kappa\|\mathbf R_n\|^2`, fixed :math:`\xi` values and the scale-adaptive clipping
 have the paper's values.  Scale-invariant settings (ePIE, rPIE, CRISP with automatic
-:math:`\xi` and :math:`\nu=(1,1)`) give the same object either way (digest 003 §3.2).
+:math:`\xi` and :math:`\nu=(1,1)`) give the same object either way (our derivation, tested).
 """
 from __future__ import annotations
 
@@ -100,7 +101,8 @@ class PtychoProblem:
             Units of the model (see the module docstring).
         probe_energy_match : bool, optional
             Rescale the starting probe so that ``||P||^2`` equals the mean measured frame
-            energy (digest 003 A1 recommendation).  Default: True for the default bump, False
+            energy (our option, not in the papers: an unscaled start probe can stall CRISP;
+            docs/ptychography.md).  Default: True for the default bump, False
             for a given probe.
         clip_negative : bool
             Set negative intensities to 0 (otherwise they are an error); frames written by the
@@ -301,5 +303,5 @@ class PtychoProblem:
 
     def rfactor(self, x: torch.Tensor) -> float:
         r"""R_F of a packed iterate, :math:`\sum_n\sum|\sqrt{I_n}-|\mathcal F\Psi_n||/\sum_n\sum
-        \sqrt{I_n}` over measured pixels (Miao et al. 2006; digest 003 eq. (23))."""
+        \sqrt{I_n}` over measured pixels (Miao et al. 2006; CRISP eq. (23), sec. 4)."""
         return self.costs_and_rfactor(x)[1]

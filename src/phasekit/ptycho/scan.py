@@ -1,11 +1,11 @@
 """Scan patterns: raster and Fermat spiral, from a step or an overlap ratio, optional jitter.
 
 Positions are returned in pixels as an ``(N, 2)`` float array of (y, x) **top-left corners** of
-the probe window in the object array (0-based), the convention of the PINE/CRISP code (digest
-004 §2.5).  :func:`object_shape_for` gives the smallest object holding every window.
+the probe window in the object array (0-based), the convention of the group's public PINE code
+(github.com/mada-ko/PINE).  :func:`object_shape_for` gives the smallest object holding every window.
 
 The overlap ratio is the *linear* one, ``o = 1 - step / D`` for a probe of diameter ``D``
-(digest 004 §6.1: 25 px steps of a 200 px beam = 87.5 %).
+(the PINE code's simulated scan: 25 px steps of a ~200 px beam = 87.5 %).
 """
 from __future__ import annotations
 

@@ -1,13 +1,14 @@
 r"""Ptychography phantoms and the simulator.
 
 * :func:`particle_film` -- a weak-phase film of spherical particles, a surrogate of the
-  TiO2-in-PMMA specimen of the CRISP/PINE simulations (digest 003 §4: amplitude >= 0.95, phase down
-  to about -0.4 rad at 8 keV).
+  TiO2-in-PMMA specimen of the CRISP/PINE simulations (CRISP sec. 4, PINE sec. 5; neither gives
+  sizes or values: amplitude >= 0.95 and phase down to about -0.4 rad at 8 keV are the display
+  windows of the group's public PINE code).
 * :func:`siemens_star` -- a Siemens star with absorption and phase (a stand-in for the real
   tantalum test chart of the papers).
 * :func:`simulate_ptycho` -- Poisson counts :math:`\mathbf I_n\sim\mathrm{Poisson}(|\mathcal F
-  [\mathcal T_{\mathbf r_n}\mathbf P\odot\mathcal S_{\mathbf r_n}\mathbf O]|^2)` (digest 003 eq. (1))
-  with the probe scaled to a dose (intensity at the origin of the vacuum pattern).
+  [\mathcal T_{\mathbf r_n}\mathbf P\odot\mathcal S_{\mathbf r_n}\mathbf O]|^2)`
+  (CRISP eq. (1), sec. 2.2) with the probe scaled to a dose (intensity at the origin of the vacuum pattern).
 """
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ def particle_film(shape, pixel_size: float = 19.8e-9, *, n_particles: int | None
 
     Each sphere of radius :math:`R` adds a projected thickness :math:`t=2\sqrt{R^2-\rho^2}`; the
     transmission is :math:`\exp(-i k\delta t - k\beta t)`, :math:`k=2\pi/\lambda`.  With the
-    defaults a 0.5 um particle gives about -0.22 rad and amplitude 0.99 (digest 003 §4: phase
-    window [-0.4, 0.1] rad, amplitude [0.95, 1.01]).
+    defaults a 0.5 um particle gives about -0.22 rad and amplitude 0.99 (the PINE code's display
+    windows: phase [-0.4, 0.1] rad, amplitude [0.95, 1.01]).
 
     Parameters
     ----------

@@ -4,7 +4,8 @@ Masks are boolean with **True = measured** (docs/conventions.md). Unmeasured pix
 free by the modulus projection and are left out of R-factors. Both kinds of missing data are
 described in Pham's thesis, §2.3.3 ("a beamstop or a hole in the detector leaves the centre
 unmeasured, and gaps between detector panels leave more pixels unmeasured"), and in the
-VR-RK paper's central gap (digest of VR-RK, §1.3). The zero frequency is at index ``N // 2``.
+VR-RK paper's central gap (Xian et al. 2022, sec. "Synthetic single particle data recovery
+experiment", Fig. 1(c)). The zero frequency is at index ``N // 2``.
 """
 from __future__ import annotations
 

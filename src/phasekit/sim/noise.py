@@ -4,20 +4,25 @@ The model follows Pham's thesis eq. (2.29):
 
     b_i = sqrt( max(0, Poisson(flux * |F u|_i^2 / ||F u||^2) + N(0, sigma)) )
 
-``flux`` is the total expected photon count and ``sigma`` the read-out noise (the digest of
-the thesis, §9 item 13: sigma is the standard deviation, in counts). Negative values are set
+``flux`` is the total expected photon count and ``sigma`` the read-out noise (our reading:
+the thesis, §2.4.1, does not say whether N(0, sigma) gives the standard deviation or the
+variance; sigma is taken as the standard deviation, in counts). Negative values are set
 to 0 before the square root. The noise level is eq. (2.30):
 
     R_noise = sum_i |b_i - a_i| / sum_i a_i
 
 Here ``a = sqrt(flux) |F u| / ||F u||`` is the noise-free amplitude on the same photon scale
-as ``b`` (the thesis's resolution of the scale mismatch). The sums run over measured pixels
+as ``b`` (our resolution of a scale mismatch: eq. (2.29) gives ``b`` in photon units, while eq.
+(2.30)
+compares it with ``|F u^o|`` in model units). The sums run over measured pixels
 only. :func:`calibrate_photons` finds the flux that gives a target R_noise, by bisection on
 log(flux). The thesis uses R_noise ~ 6 %.
 
-Scaled Poisson noise as in the VR-RK paper, ``y = eps * Poisson(|F x|^2 / eps)`` (digest of
-VR-RK, §1.4), is :func:`poisson_counts` applied to ``intensity / eps``, with the result times
-``eps``. The photon total is then ``sum |F x|^2 / eps``.
+Scaled Poisson noise as in the VR-RK paper, ``y = eps * Poisson(|F x|^2 / eps)`` (our reading of
+the noise model of Xian et al. 2022, sec. "Recovery efficiency under constraints": the printed
+``y = |Ax|^2 (1 + eps)`` is a deterministic rescaling and cannot give the errors of their Table 2;
+see docs/kaczmarz.md), is :func:`poisson_counts` applied to ``intensity / eps``, with the result
+times ``eps``. The photon total is then ``sum |F x|^2 / eps``.
 
 These functions work in float64 on the host (NumPy). Each random function takes an explicit
 ``rng``.
@@ -189,7 +194,8 @@ def rnoise(b_measured, b_true, mask=None) -> float:
     ``R_noise = sum_K |b - b_true| / sum_K b_true``, where ``K`` is the set of measured pixels
     (all of them without a mask). Both arguments are **amplitudes** (square roots of
     intensities) on the same scale. For a photon-count pattern, pass ``b_true`` as the square
-    root of the expected counts (see the digest of the thesis, §9 item 13).
+    root of the expected counts (the scale mismatch between thesis eqs. (2.29) and (2.30) noted
+    above).
 
     Parameters
     ----------

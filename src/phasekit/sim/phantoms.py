@@ -12,7 +12,7 @@ The phantoms:
 
 * :func:`vesicle` is a vesicle-like cell: an irregular elliptical membrane, a weaker interior and
   granules inside it. It stands in for the unpublished "vesicle model" of Pham's thesis
-  (Pham 2020, §2.4.1; see the digest of Ch. 2, §11).
+  (Pham 2020, §2.4.1, which gives neither its size nor its shape).
 * :func:`blobs` is a sum of smooth Gaussian blobs inside a disk.
 * :func:`virus` is the projection of an icosahedral virus-like particle: a capsid shell, a weaker
   interior and some internal density. It looks like the mimivirus projection used by the VR-RK
@@ -269,8 +269,8 @@ def vesicle(size: int, rng=None, *, n_bodies: int = 6) -> np.ndarray:
     """Vesicle-like cell: an irregular elliptical membrane, a weak interior and inner bodies.
 
     This stands in for the simulated "vesicle model" of Pham's thesis (Ch. 2, §2.4.1, Figs.
-    2.2-2.4). The thesis does not describe that model, so this phantom follows the
-    description in the digest (§11): a membrane ring with granules inside, non-negative, on a
+    2.2-2.4). The thesis does not describe that model, so this phantom is our own
+    design from the name alone: a membrane ring with granules inside, non-negative, on a
     compact support.
 
     The parts:
@@ -525,7 +525,7 @@ def virus(size: int, rng=None, *, shell: bool = True, rotation=None) -> np.ndarr
     fast: well under a second at ``size = 256``.
 
     The object looks like the mimivirus projection of the VR-RK paper's synthetic experiment
-    (digest of VR-RK, §4.1).
+    (Xian et al. 2022, Fig. 1(a), after Li 2016).
 
     Parameters
     ----------

@@ -1,6 +1,7 @@
 """Tomographic geometry: Euler angles, rotation matrices and tilt-series angle sets.
 
-Conventions (Pham thesis Ch. 3, Eqn 3.4 and line 815; digest 001 ch3 §2 and ambiguity A14/A15)
+Conventions (Pham thesis Ch. 3, §3.2.1, Eqn 3.4 and the ZYX Euler order of §3.2.1.2; the thesis
+gives neither the rotation signs nor the array axis order and centre, chosen here as below)
 -----------------------------------------------------------------------------------------------
 * A volume is stored with array index order ``(x, y, z)`` and shape ``(Nx, Ny, Nz)``; a projection
   with index order ``(x, y)`` and shape ``(Dx, Dy)``.  The centre of every axis is index ``N // 2``
@@ -10,7 +11,7 @@ Conventions (Pham thesis Ch. 3, Eqn 3.4 and line 815; digest 001 ch3 §2 and amb
   ``R = Rz(phi) @ Ry(theta) @ Rx(psi)``, each factor the standard right-handed (active,
   counter-clockwise) rotation, e.g. ``Ry(t) = [[c, 0, s], [0, 1, 0], [-s, 0, c]]``.  The thesis
   gives the order but not the signs; the signs are those of the group's public code
-  (``MatrixQuaternionRot``), as checked in the digest.
+  (``MatrixQuaternionRot``), which we checked returns the standard right-handed rotation.
 * A voxel at centred coordinates ``r = (u, v, w)`` lands on the detector at
   ``(x, y) = (R^T r)[:2]`` (Eqn 3.4).  The beam direction in the object frame is ``R e_z``.
   For a single y tilt ``theta``: ``x = cos(theta) u - sin(theta) w``, ``y = v``.

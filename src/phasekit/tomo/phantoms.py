@@ -5,9 +5,9 @@ grid; :func:`make_phantom` samples it on the voxel grid (optionally averaged ove
 ``supersample^3`` sub-voxels) or on a finer grid for data made without the inverse crime
 (:func:`phasekit.tomo.simulate.simulate_tilt_series`).
 
-* ``vesicle``: the hollow vesicle of digest §11 -- a spherical shell of radius ``0.41 size``
-  (26 px at 64) and thickness ``0.04 size`` (2.5 px at 64), a weak interior 0.25 and 5 inner
-  spheres of density 0.6-1.5;
+* ``vesicle``: our hollow vesicle (the thesis does not describe its 64^3 vesicle model, §3.3.1) -- a
+  spherical shell of radius ``0.41 size`` (26 px at 64) and thickness ``0.04 size`` (2.5 px at 64),
+  a weak interior 0.25 and 5 inner spheres of density 0.6-1.5;
 * ``cell``: a cell-like ellipsoid with a membrane, a nucleus-like body, granules and a
   rod-shaped filament (the cyanobacterium stand-in of B2);
 * ``nanoparticle``: a binary-alloy nanoparticle of Gaussian atoms (two species, peak 1.0 and

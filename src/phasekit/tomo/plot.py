@@ -9,8 +9,9 @@ __all__ = ["plot_tomo_result", "central_slices"]
 
 
 def central_slices(v, thickness: int = 1):
-    """XY, XZ, YZ central slabs: the sum of ``thickness`` planes ``N//2 - t//2 ...`` (digest
-    A16: the thesis' "k-pixel-thick central slice")."""
+    """XY, XZ, YZ central slabs: the sum of ``thickness`` planes ``N//2 - t//2 ...`` (our
+    reading of the thesis' "k-pixel-thick central slice", Figs. 3.1-3.4, which says neither sum
+    nor mean nor which planes)."""
     v = np.asarray(v)
     out = []
     for ax in (2, 1, 0):

@@ -4,10 +4,11 @@ Three operators share one geometry (:mod:`phasekit.tomo.geometry`: volume index 
 ``(x, y, z)``, centre ``N // 2``, ``(x, y) = (R^T r)[:2]``):
 
 :class:`FourierSliceProjector`
-    RESIRE's forward projector (Pham thesis Ch. 3, lines 783/821; digest §3): zero-pad the volume
-    by a per-axis ratio ``s`` (2-4), one centred 3-D FFT, trilinear interpolation of the central
-    slice ``R [kx, ky, 0]^T`` (0 outside the grid), inverse 2-D FFT, real part, centre crop to the
-    detector.  At ``R = I`` it equals ``sum(axis=z)`` to rounding (Fourier slice theorem).  Its
+    RESIRE's forward projector (Pham thesis §3.2.1.1 and Algorithm 3, §3.2.1.3): zero-pad the volume
+    by a per-axis ratio ``s`` (2-4), one centred 3-D FFT, trilinear (the thesis says "bi-linear",
+    but slicing a 3-D array needs trilinear) interpolation of the central slice ``R [kx, ky, 0]^T``
+    (0 outside the grid), inverse 2-D FFT, real part, centre crop to the detector.  At ``R = I`` it
+    equals ``sum(axis=z)`` to rounding (Fourier slice theorem). Its
     :meth:`~FourierSliceProjector.adjoint` is the *exact* adjoint (the transposed chain, obtained
     with autograd through the same operations).
 :class:`RealSpaceProjector`
@@ -17,8 +18,8 @@ Three operators share one geometry (:mod:`phasekit.tomo.geometry`: volume index 
     voxel splats its value onto the 4 detector pixels around its detector point).
 :class:`HybridProjector`
     RESIRE's "hybrid" (thesis line 921): Fourier-slice forward with the bilinear back projection.
-    It is **not** an adjoint pair (digest §4, A13): on smooth fields the inner products agree to
-    a few percent, on white noise they do not.
+    It is **not** an adjoint pair (our observation; the thesis does not discuss it): on smooth
+    fields the inner products agree to a few percent, on white noise they do not.
 
 All inputs and outputs are real tensors: volumes ``(Nx, Ny, Nz)``, projection stacks
 ``(n, Dx, Dy)``.  ``dtype`` is float32 by default (float64 for the exactness tests).
@@ -209,7 +210,7 @@ class FourierSliceProjector(_Geometry):
     vol_shape, angles, det_shape, device, dtype : as :class:`RealSpaceProjector`
     oversampling : float or 3 floats
         Per-axis linear zero-padding ratio ``s`` (thesis: "in range [2, 4]"; RESIRE code default
-        3; digest A7).  Default 2.
+        3; read here as a per-axis linear ratio).  Default 2.
 
     Notes
     -----
