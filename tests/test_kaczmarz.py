@@ -1,5 +1,5 @@
 """Tests of the Kaczmarz phase-retrieval solvers (RK, VR-RK, VR-RK-L2/L1) and C-PRIME/MM
-(:mod:`phasekit.cdi.kaczmarz`, :mod:`phasekit.cdi.mm`; digest 000 §8.1)."""
+(:mod:`phasekit.cdi.kaczmarz`, :mod:`phasekit.cdi.mm`; Xian et al. 2022, eqs. (8)-(19), Algorithm 1)."""
 from __future__ import annotations
 
 import numpy as np
@@ -132,7 +132,7 @@ def test_one_row_step_is_the_projection(real, backend):
 @pytest.mark.parametrize("real", [True, False])
 def test_control_variate_is_unbiased(real):
     """E_i[delta_i(x) - delta_i(xbar) + D] = E_i[delta_i(x)]: the VR step averaged over all rows
-    equals the RK step averaged over all rows (digest §2.4, §7 item 2)."""
+    equals the RK step averaged over all rows (the control variate of Algorithm 1, in our normalised form)."""
     p, *_ = make_problem(real=real)
     v = VRRK(p, 1, seed=0, relax=1.0, backend="torch")
     v.initialize(p.random_start(np.random.default_rng(4)))       # snapshot at xbar = x0
@@ -222,7 +222,7 @@ def test_vrrk_linear_system_converges_to_machine_precision(real):
 @pytest.mark.parametrize("real", [True, False])
 def test_literal_vrrk_first_epoch_is_rk(real):
     """Without a control variate (the literal Algorithm 1 before its first snapshot) and relax = 1,
-    VR-RK is exactly RK (digest §7 item 1)."""
+    VR-RK is exactly RK (Algorithm 1's first ``s`` steps)."""
     p, t, sup, I, mask = make_problem(real=real)
     x0 = p.random_start(np.random.default_rng(7))
     m = int(mask.sum())
@@ -308,10 +308,10 @@ def test_vrrk_recovers_from_a_close_start():
 
 
 def test_vrrk_default_matches_rk_from_lowres_start():
-    """Issue 4 regression: noise-free, central gap, low-resolution start (digest §2.9 mode ii).
+    """Issue 4 regression: noise-free, central gap, low-resolution start (our reading of the paper's "reference signal as a priori").
     With the default snapshot interval s = |S|/2 and the unit step VR-RK reaches machine
     precision like RK in 15 epochs; the former default (s = m, relax 0.2) is still at ~1e-5 and
-    the digest's s = m with the unit step does not converge (control-variate noise floor)."""
+    s = m with the unit step does not converge (control-variate noise floor)."""
     p, t, sup, I, mask = make_problem(real=True, positive=True)
     f = np.fft.fftfreq(t.shape[0])
     g = np.exp(-(f[:, None] ** 2 + f[None, :] ** 2) / 0.02)
@@ -385,7 +385,7 @@ def test_state_roundtrip_and_shrinkwrap():
 # --------------------------------------------------------------------------- C-PRIME / MM
 @pytest.mark.parametrize("real", [True, False])
 def test_cprime_at_C1_is_er_then_soft_threshold(real):
-    """Digest §2.6: with C = 1 (unitary; the paper's C = N^2) one C-PRIME step is ER followed by
+    """Eqs. (18)-(19): with C = 1 (unitary; the paper's C = N^2) one C-PRIME step is ER followed by
     complex soft-thresholding at lam / (2C); with lam = 0 it is exactly ER."""
     from phasekit.cdi.er import ErrorReduction
 

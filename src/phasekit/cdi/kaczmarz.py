@@ -1,9 +1,9 @@
 """Randomized Kaczmarz phase retrieval: RK, VR-RK and its L2 / L1 variants.
 
 Source: Xian, Liu, Tai, Wang, "Randomized Kaczmarz method for single particle X-ray image phase
-retrieval", arXiv:2207.04736 (2022), eqs. (8)-(16) and Algorithm 1, in the canonical form of
-digest 000 (``shared/digests/000_vrrk.md``) §2.3-§2.6.  The methods minimise the amplitude
-least-squares objective (8)
+retrieval", arXiv:2207.04736 (2022), eqs. (8)-(16) and Algorithm 1 (section "Variance-Reduced
+Randomized Kaczmarz (VR-RK) method"), in the normalised form described below and in
+docs/kaczmarz.md.  The methods minimise the amplitude least-squares objective (8)
 
 .. math:: \\tfrac12 \\sum_{k\\in M} \\big(b_k - |\\langle a_k, x\\rangle|\\big)^2
 
@@ -14,62 +14,68 @@ so every row has the same norm ``||a_k||^2 = |S| / (N1 N2)`` and the sampling la
 over the measured pixels ``M`` (unmeasured pixels -- gap, beamstop -- are simply not rows).
 
 Fast rows (:class:`FourierRows`): the phase factor is separable, ``w_k(r) = E1[k1, r1] E2[k2, r2]``
-with 1-D tables over the support's bounding box (digest §8.1), so one row product or one rank-1
-update costs O(|S|) and never an FFT.  The loop over the rows of an epoch runs in a compiled numba
-kernel on CPU tensors; a plain-torch reference loop (the same arithmetic, row by row) runs for
-CUDA tensors and is tested against the numba kernel.
+with 1-D tables over the support's bounding box (our implementation; the paper gives none), so one
+row product or one rank-1 update costs O(|S|) and never an FFT. The loop over the rows of an epoch
+runs in a compiled numba kernel on CPU tensors; a plain-torch reference loop (the same arithmetic,
+row by row) runs for CUDA tensors and is tested against the numba kernel.
 
 One driver iteration is **one epoch = m = |M| row steps** (plus, for VR-RK, the snapshots that fall
 in it; with the default epoch length ``s = m`` one snapshot per epoch, i.e. one FFT pair).
 
 Ambiguities of the paper and the resolutions chosen here (also in docs/kaczmarz.md):
 
-* ``sign(.)`` of the paper's real notation is read as ``phase(z) = z/|z|`` with ``phase(0) = 1``
-  (digest §7 item 6).
+* ``sign(.)`` of the paper's real notation (eqs. (9), (12), (14)) is read as ``phase(z) = z/|z|``
+  with ``phase(0) = 1``, since Fourier rows are complex (our reading).
 * Real objects (``problem.real``): a row constraint ``|<a_k, x>| = b_k`` is two real equations on a
-  real ``x``.  The step is the minimum-norm *real* increment ``delta`` that makes
+  real ``x``. The step is the minimum-norm *real* increment ``delta`` that makes
   ``<a_k, x + delta> = b_k phase(<a_k, x>)``: ``delta = alpha_k c_k + beta_k s_k`` with
-  ``w_k = c_k + i s_k`` and ``[alpha, beta] = G_k^+ [Re rho, Im rho]`` where ``G_k`` is the 2x2
-  Gram matrix of ``(c_k, s_k)`` on ``S``.  ``G_k`` costs O(1) per row from one FFT of the support
-  indicator: ``sum_S w_k^2 = (F_u 1_S)(2k) / sqrt(N1 N2)``.  On a full grid this is the digest's
-  ``c = 2`` step (§2.3); eigen-directions of ``G_k`` below ``gram_rcond`` times its largest
-  eigenvalue are dropped (pseudo-inverse; rows ``k = -k`` have a rank-1 Gram matrix).
+  ``w_k = c_k + i s_k`` and ``[alpha, beta] = G_k^+ [Re rho, Im rho]`` where ``G_k`` is the 2x2 Gram
+  matrix of ``(c_k, s_k)`` on ``S``. ``G_k`` costs O(1) per row from one FFT of the support
+  indicator: ``sum_S w_k^2 = (F_u 1_S)(2k) / sqrt(N1 N2)``. On a full grid (``c_k``, ``s_k``
+  orthogonal with equal norms) this is ``2 Re(rho conj(w_k)) / ||a_k||^2``; eigen-directions of
+  ``G_k`` below ``gram_rcond`` times its largest eigenvalue are dropped (pseudo-inverse; rows
+  ``k = -k`` have a rank-1 Gram matrix).
 * Complex objects: the exact projection of eq. (9), ``delta = rho conj(w_k) / ||a_k||^2``.
-* VR-RK (Algorithm 1): the printed step ``m/||A||_F^2`` with eq. (11) is ``m`` times the RK step
-  and diverges; the canonical iteration (digest §2.4) is ``x <- x + relax [delta_i(x) -
-  delta_i(xbar) + D]`` with ``D = E_i delta_i(xbar) = (1/m) A^H coef(xbar)`` (one FFT pair per
-  snapshot, rows cached).  Each residual keeps the phase of its own point (``phase(<a_i, x>)`` in
-  ``delta_i(x)``, ``phase(<a_i, xbar>)`` in ``delta_i(xbar)``): the step is unbiased (its mean is
-  the mean RK step at ``x``) and vanishes at ``x = xbar = x*``, so the control variate leaves no
-  bias at the solution.  (Taking the phase at ``x`` in both terms would turn the stochastic part
-  into the linear ``<a_i, x - xbar>`` and the mean step into a least-squares step towards the
-  snapshot's phases -- also consistent at the fixed point, but biased away from it; not used.)
-  ``variant="literal"`` runs the printed layout: no snapshot at the start (the control variates
-  are 0, so the first ``s`` steps are plain RK) and a snapshot every ``s`` steps; the printed step
-  itself is ``relax = m`` in this parametrisation.
-* VR-RK epoch length (issue 4; docs/kaczmarz.md): the default snapshot interval is ``s = d/2``
-  row steps (``d`` real unknowns: ``|S|`` real, ``2|S|`` complex) with the unit step, not the
-  digest's ``s = m``.  Between snapshots the control-variate noise ``(P_i - E P_i)(xbar - x*)``
-  (``P_i`` the linearised row projection) builds up to ``relax/(2 - relax) ||xbar - x*||^2``
-  (SVRG on a consistent system), so with ``s = m >> d`` the unit step makes no progress per epoch
-  and small ``relax`` converges slowly; with ``s <= d/2`` VR-RK converges like RK on the linear
-  system (tests: phases fixed to the truth's through the ``_fixed_phase`` hook).
+* VR-RK (Algorithm 1): the printed step ``m/||A||_F^2`` with eq. (11) is ``m`` times the RK step and
+  diverges; the normalised iteration used here (our resolution) is
+  ``x <- x + relax [delta_i(x) - delta_i(xbar) + D]`` with
+  ``D = E_i delta_i(xbar) = (1/m) A^H coef(xbar)`` (one FFT pair per snapshot, rows cached). Each
+  residual keeps the phase of its own point (``phase(<a_i, x>)`` in ``delta_i(x)``,
+  ``phase(<a_i, xbar>)`` in ``delta_i(xbar)``): the step is unbiased (its mean is the mean RK step
+  at ``x``) and vanishes at ``x = xbar = x*``, so the control variate leaves no bias at the
+  solution. (Taking the phase at ``x`` in both terms would turn the stochastic part into the linear
+  ``<a_i, x - xbar>`` and the mean step into a least-squares step towards the snapshot's phases --
+  also consistent at the fixed point, but biased away from it; not used.) ``variant="literal"`` runs
+  the printed layout: no snapshot at the start (the control variates are 0, so the first ``s`` steps
+  are plain RK) and a snapshot every ``s`` steps; the printed step itself is ``relax = m`` in this
+  parametrisation.
+* VR-RK epoch length (issue 4; docs/kaczmarz.md): the default snapshot interval is ``s = d/2`` row
+  steps (``d`` real unknowns: ``|S|`` real, ``2|S|`` complex) with the unit step, not ``s = m`` (one
+  pass; the paper's "size of the epoch" has no value). Between snapshots the control-variate noise
+  ``(P_i - E P_i)(xbar - x*)`` (``P_i`` the linearised row projection) builds up to
+  ``relax/(2 - relax) ||xbar - x*||^2`` (SVRG on a consistent system), so with ``s = m >> d`` the
+  unit step makes no progress per epoch and small ``relax`` converges slowly; with ``s <= d/2``
+  VR-RK converges like RK on the linear system (tests: phases fixed to the truth's through the
+  ``_fixed_phase`` hook).
 * VR-RK-L2 (eqs. 14-16): per-row ``gamma`` of (14) equals ``rho_row ||a_k||^2``; the implemented
   update is ``x <- x + relax [delta_i(x) - delta_i(xbar) + D - rho_row x] / (1 + rho_row)`` (for
-  complex ``x`` identical to (15)-(16)).  The parameter ``gamma`` is the objective-level weight of
-  eq. (13), ``1/2 sum (b - |Ax|)^2 + gamma ||x||^2`` in unitary units; ``rho_row = 2 gamma /
-  ||A||_F^2`` (complex; digest §2.5: ``gamma_(13) = m gamma_(14) / 2``) or ``4 gamma /
-  ||A||_F^2`` (real, where the exact real step is about twice the complex one).
+  complex ``x`` identical to (15)-(16)). The parameter ``gamma`` is the objective-level weight of
+  eq. (13), ``1/2 sum (b - |Ax|)^2 + gamma ||x||^2`` in unitary units;
+  ``rho_row = 2 gamma / ||A||_F^2`` (complex; the fixed point of (15)-(16) is the stationary point
+  of (13) with ``gamma_(13) = m gamma_(14) / 2``) or ``4 gamma / ||A||_F^2`` (real, where the exact
+  real step is about twice the complex one).
 * VR-RK-L1 (no algorithm in the paper): prox-SVRG, a soft-threshold after every step with
-  ``tau = relax lam / (2 ||A||_F^2)`` (complex, digest §2.6) or ``relax lam / ||A||_F^2`` (real),
-  i.e. the minimised objective is ``sum (b - |Ax|)^2 + lam ||x||_1`` -- the un-halved loss for which
-  the printed C-PRIME threshold ``lam / (2C)`` is exact (the same ``lam`` as
-  :class:`phasekit.cdi.mm.CPrimeMM`).  ``lam_rel`` gives it relative to the object's RMS value
-  ``||b|| / sqrt(|S|)`` (Parseval): ``lam = 2 lam_rel ||b||/sqrt(|S|)`` shrinks each pixel of the
-  solution by about ``lam_rel`` times the RMS.
+  ``tau = relax lam / (2 ||A||_F^2)`` (complex; our choice, the paper gives no VR-RK-L1 algorithm)
+  or ``relax lam / ||A||_F^2`` (real), i.e. the minimised objective is
+  ``sum (b - |Ax|)^2 + lam ||x||_1`` -- the un-halved loss for which the printed C-PRIME threshold
+  ``lam / (2C)`` is exact (the same ``lam`` as :class:`phasekit.cdi.mm.CPrimeMM`). ``lam_rel`` gives
+  it relative to the object's RMS value ``||b|| / sqrt(|S|)`` (Parseval):
+  ``lam = 2 lam_rel ||b||/sqrt(|S|)`` shrinks each pixel of the solution by about ``lam_rel`` times
+  the RMS.
 * Positivity (``problem.positive``) is not part of the paper's iteration; it is applied with the
-  realness and support constraints at the end of each RK epoch and before each VR-RK snapshot
-  (digest §7 item 7).  Support is structural (only support pixels are unknowns).
+  realness and support constraints at the end of each RK epoch and before each VR-RK snapshot (our
+  choice: the paper's VR-RK equations hold no support or positivity constraint). Support is
+  structural (only support pixels are unknowns).
 """
 from __future__ import annotations
 
@@ -79,7 +85,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationInfo, field_validator
 
 from ..core.errors import ConfigError, InputError
 from ..core.rng import make_rng
@@ -90,7 +96,8 @@ from ..engine import Algorithm, StrictConfig
 
 
 class FourierRows(LinearOperator):
-    """Support-restricted, masked unitary DFT rows ``A`` (digest 000 §1.2, §8.1).
+    """Support-restricted, masked unitary DFT rows ``A``: the Fourier vectors ``a_k`` of eqs.
+    (8)-(10).
 
     ``A x = (F_u x)[M]`` for ``x`` living on the support pixels (a vector of length ``|S|``, in
     the order of ``support_index``).  :meth:`forward` / :meth:`adjoint` use one FFT;
@@ -247,17 +254,12 @@ def _build_kernels():  # pragma: no cover - compiled code
                 v = x[p]
                 zr += v.real * w.real - v.imag * w.imag
                 zi += v.real * w.imag + v.imag * w.real
-            az = math.sqrt(zr * zr + zi * zi)
-            b = amp[j]
+            b = np.float64(amp[j])
             if use_fix:
                 tr = b * fixph[j].real
                 ti = b * fixph[j].imag
-            elif az > 0.0:
-                tr = b * zr / az
-                ti = b * zi / az
-            else:
-                tr = b
-                ti = 0.0
+            else:  # the modulus projection of <a_j, x> (phasekit.operators.modulus)
+                tr, ti = project_pixel(zr, zi, b)
             cr = (tr - zr) * inv_n
             ci = (ti - zi) * inv_n
             if use_cv:
@@ -291,17 +293,14 @@ def _build_kernels():  # pragma: no cover - compiled code
                 v = x[p]
                 zr += v * w.real
                 zi += v * w.imag
-            az = math.sqrt(zr * zr + zi * zi)
-            b = amp[j]
+            b = np.float64(amp[j])
             if use_fix:
                 rr = b * fixph[j].real - zr
                 ri = b * fixph[j].imag - zi
-            elif az > 0.0:
-                rr = b * zr / az - zr
-                ri = b * zi / az - zi
             else:
-                rr = b - zr
-                ri = -zi
+                pr, pi = project_pixel(zr, zi, b)
+                rr = pr - zr
+                ri = pi - zi
             cr = H[j, 0] * rr + H[j, 1] * ri
             ci = H[j, 1] * rr + H[j, 2] * ri
             if use_cv:
@@ -324,20 +323,16 @@ def _build_kernels():  # pragma: no cover - compiled code
         """Snapshot coefficients ``coef_j(xbar)`` of every row from ``z = A xbar`` (the same
         arithmetic as the row kernels)."""
         for j in range(z.size):
-            zr = z[j].real
-            zi = z[j].imag
-            b = amp[j]
+            zr = np.float64(z[j].real)
+            zi = np.float64(z[j].imag)
+            b = np.float64(amp[j])
             if use_fix:
                 rr = b * fixph[j].real - zr
                 ri = b * fixph[j].imag - zi
             else:
-                az = math.sqrt(zr * zr + zi * zi)
-                if az > 0.0:
-                    rr = b * zr / az - zr
-                    ri = b * zi / az - zi
-                else:
-                    rr = b - zr
-                    ri = -zi
+                pr, pi = project_pixel(zr, zi, b)
+                rr = pr - zr
+                ri = pi - zi
             if real:
                 out[j] = complex(H[j, 0] * rr + H[j, 1] * ri, H[j, 1] * rr + H[j, 2] * ri)
             else:
@@ -350,6 +345,8 @@ try:
     if os.environ.get("PHASEKIT_NO_NUMBA"):
         raise ImportError
     import numba
+
+    from ..operators.modulus import project_pixel
 
     _EPOCH_COMPLEX, _EPOCH_REAL, _SNAP_COEF = _build_kernels()
     HAVE_NUMBA = True
@@ -408,7 +405,8 @@ def default_epoch_length(rows: FourierRows, real: bool) -> int:
 
 # --------------------------------------------------------------------------- configs
 class RKConfig(StrictConfig):
-    """Parameters of randomized Kaczmarz (eqs. 9-10; digest 000 §2.3, §2.10)."""
+    """Parameters of randomized Kaczmarz (Xian et al. 2022, eqs. (9)-(10); the paper gives no
+    values)."""
 
     relax: float = Field(1.0, gt=0.0, description="relaxation alpha of every row step (1 = exact projection)")
     sampling: Literal["iid", "shuffle"] = Field(
@@ -421,13 +419,21 @@ class RKConfig(StrictConfig):
     seed: int | None = Field(None, ge=0, description="seed of the row sampling (default: from the run's rng)")
     backend: Literal["auto", "numba", "torch"] = Field("auto", description="epoch kernel")
 
+    @field_validator("lam_rel")
+    @classmethod
+    def _one_weight(cls, v, info: ValidationInfo):
+        if v is not None and info.data.get("lam") is not None:
+            raise ValueError("give either lam or lam_rel, not both")
+        return v
+
 
 class VRRKConfig(RKConfig):
-    """Parameters of VR-RK (Algorithm 1, canonical form of digest 000 §2.4).
+    """Parameters of VR-RK (Xian et al. 2022, Algorithm 1, in the normalised form of the module
+    docs).
 
     Defaults (a resolution of ours, docs/kaczmarz.md "Why the epoch length matters"): the unit step
     ``relax = 1`` of eq. (16) and a snapshot every ``s = d/2`` row steps, ``d`` the number of real
-    unknowns (``|S|`` for real objects, ``2|S|`` for complex ones).  The digest's ``s = m`` (one
+    unknowns (``|S|`` for real objects, ``2|S|`` for complex ones).  ``s = m`` (one
     pass) is far too long: between snapshots the control-variate noise ``(P_i - E P_i)(xbar - x*)``
     builds up to ``alpha/(2 - alpha) ||xbar - x*||^2``, so with ``s = m >> d`` and ``relax = 1`` an
     epoch does not reduce the error at all, and only ``relax << 1`` (slow) converges.
@@ -473,24 +479,17 @@ class RandomizedKaczmarz(Algorithm):
     keep_best_default = False
     state_names = ("x",)
 
-    config_cls = RKConfig
+    Config = RKConfig
 
     def __init__(self, problem, n_iter, **params):
         super().__init__(problem, n_iter, **params)
-        try:  # fill the defaults of this algorithm's config (the registry passes given keys only)
-            cfg = self.config_cls(**params)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err.get("loc", ()))
-            raise ConfigError(f"{self.name}: invalid parameter {loc!r}: {err.get('msg')}") from None
+        cfg = self.cfg
         relax, sampling, gamma, lam, lam_rel = cfg.relax, cfg.sampling, cfg.gamma, cfg.lam, cfg.lam_rel
         gram_rcond, seed, backend = cfg.gram_rcond, cfg.seed, cfg.backend
         epoch_length = getattr(cfg, "epoch_length", None)
         variant = getattr(cfg, "variant", "canonical")
         if getattr(problem, "ndim", 2) != 2:
             raise InputError(f"Kaczmarz methods support 2-D patterns only, got shape {tuple(problem.shape)}")
-        if lam is not None and lam_rel is not None:
-            raise ConfigError("give either lam or lam_rel, not both")
         self.relax = float(relax)
         self.sampling = sampling
         self.gamma = float(gamma)
@@ -593,7 +592,7 @@ class RandomizedKaczmarz(Algorithm):
 
     def _snapshot(self):
         """``xbar <- x``; cache ``coef_i(xbar)`` for every row and ``D = (1/m) A^H coef(xbar)``
-        (one FFT pair; digest §2.4 ``take_snapshot``)."""
+        (one FFT pair; the snapshot ``xbar = x_k`` of Algorithm 1, step 2)."""
         R = self.rows
         dev = self.xs.device
         z = R.forward(self.xs).to(torch.complex128)
@@ -701,8 +700,13 @@ class RandomizedKaczmarz(Algorithm):
 
     # ---- state
     def state_dict(self):
-        st = {"x": self.x, "rng_state": self.rng.bit_generator.state if self.rng is not None else None,
+        st = {"x": self.x, "xs": self.xs,
+              "rng_state": self.rng.bit_generator.state if self.rng is not None else None,
               "since_snap": self._since_snap, "cv_active": self._cv_active}
+        if self.variance_reduced:
+            # the control variate at the snapshot point: without it a resumed run would retake
+            # the snapshot at the current x and drift from the uninterrupted one
+            st["cbar"], st["D"] = self._cbar, self._D
         return st
 
     def load_state_dict(self, state):
@@ -711,19 +715,19 @@ class RandomizedKaczmarz(Algorithm):
         if state.get("rng_state") is not None:
             self.rng.bit_generator.state = state["rng_state"]
         self._build_rows()
-        self.x = state["x"].to(self.problem.device).contiguous()
-        self._new_vector()
-        self._since_snap = int(state.get("since_snap", 0))
-        self._cv_active = False
+        dev = self.problem.device
+        self.x = state["x"].to(dev).contiguous()
+        self.xs = state["xs"].to(dev).contiguous().clone()
+        self._since_snap = int(state["since_snap"])
+        self._cv_active = bool(state["cv_active"])
         if self.variance_reduced:
-            # the snapshot point is not stored: restart the control variate at the current x
-            self._snapshot()
-            self._since_snap = 0
+            self._cbar = state["cbar"].to(dev).contiguous().clone()
+            self._D = state["D"].to(dev).contiguous().clone()
 
 
 class VRRK(RandomizedKaczmarz):
-    """Variance-reduced randomized Kaczmarz (VR-RK, Algorithm 1 / eqs. 11-12), canonical form of
-    digest 000 §2.4.
+    """Variance-reduced randomized Kaczmarz (VR-RK, Algorithm 1 / eqs. 11-12), in the normalised
+    form of the module docstring (Xian et al. 2022, sec. "Variance-Reduced Randomized Kaczmarz").
 
     ``x <- x + relax [delta_i(x) - delta_i(xbar) + D]`` with ``D = E_i delta_i(xbar)``; the
     snapshot ``xbar`` is retaken every ``epoch_length`` steps (default ``d/2``, ``d`` the number
@@ -743,19 +747,21 @@ class VRRK(RandomizedKaczmarz):
 
     name = "vrrk"
     variance_reduced = True
-    config_cls = VRRKConfig
+    Config = VRRKConfig
 
 
 class VRRKL2(VRRK):
     """VR-RK with the L2 (ridge) term, eqs. (13)-(16); ``gamma`` is the weight of eq. (13)."""
 
     name = "vrrk-l2"
-    config_cls = VRRKL2Config
+    Config = VRRKL2Config
 
 
 class VRRKL1(VRRK):
-    """VR-RK with the L1 term of eq. (17) as prox-SVRG (digest 000 §2.6): a soft-threshold after
-    every step."""
+    """VR-RK with the L1 term of eq. (17) as prox-SVRG: a soft-threshold after
+    every step.  The paper (Xian et al. 2022, eqs. (17)-(19)) gives the L1 objective and a
+    full-batch
+    MM step but no stochastic L1 algorithm; prox-SVRG is our choice (docs/kaczmarz.md)."""
 
     name = "vrrk-l1"
-    config_cls = VRRKL1Config
+    Config = VRRKL1Config

@@ -29,24 +29,28 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
     LLVM vectorises them: ~10 us for a 256^2 complex64 modulus projection on one core."""
     rng = numba.prange if parallel else range
     jit = numba.njit(fastmath=True, cache=True, parallel=parallel)
+    # kernels that store a modulus projection: strict IEEE arithmetic (see operators/modulus.py)
+    strict = numba.njit(fastmath=False, error_model="numpy", cache=True, parallel=parallel)
 
-    @jit
+    @strict
     def fourier_project(z, amp, meas):
+        # the fast pass (bits of project_pixel where it applies), then the exact rule on the rare
+        # pixels it leaves unchanged (zero, tiny, huge, non-finite): see operators/modulus.py
         zf = z.ravel()
         af = amp.ravel()
         mf = meas.ravel()
+        nbad = 0
         for i in rng(zf.size):
             v = zf[i]
-            re = v.real
-            im = v.imag
-            a2 = re * re + im * im
-            b = af[i]
-            pos = a2 > 0
-            f = b / np.sqrt(a2) if pos else b
-            re2 = re * f if pos else b          # phase of 0 taken as 1
-            im2 = im * f if pos else im * 0
-            ok = mf[i]
-            zf[i] = complex(re2 if ok else re, im2 if ok else im)
+            re2, im2, ok, bad = project_fast(v.real, v.imag, af[i], mf[i])
+            nbad += bad
+            zf[i] = complex(re2, im2)
+        if nbad:
+            for i in range(zf.size):
+                v = zf[i]
+                if mf[i] and not fast_ok(v.real, v.imag):
+                    re2, im2 = project_pixel(v.real, v.imag, af[i])
+                    zf[i] = complex(re2, im2)
 
     @jit
     def er_update(x, y, supp, real, positive):
@@ -90,17 +94,29 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
 
     @numba.njit(fastmath=True, cache=True, parallel=parallel)
     def rfactor_numerator(z, amp, meas):
+        # fixed blocks of REDUCE_BLOCK elements, each summed by the same (vectorised) loop, the
+        # partial sums added in block order: the result does not depend on the number of threads
         zf = z.ravel()
         af = amp.ravel()
         mf = meas.ravel()
-        acc = 0.0  # float64 accumulator
-        for i in rng(zf.size):
-            v = zf[i]
-            d = abs(np.sqrt(v.real * v.real + v.imag * v.imag) - af[i])
-            acc += d if mf[i] else d * 0
-        return acc
+        n = zf.size
+        nb = (n + REDUCE_BLOCK - 1) // REDUCE_BLOCK
+        part = np.zeros(nb)
+        for k in rng(nb):
+            lo = k * REDUCE_BLOCK
+            hi = min(lo + REDUCE_BLOCK, n)
+            acc = 0.0  # float64 accumulator
+            for i in range(lo, hi):
+                v = zf[i]
+                d = abs(np.sqrt(v.real * v.real + v.imag * v.imag) - af[i])
+                acc += d if mf[i] else d * 0
+            part[k] = acc
+        tot = 0.0
+        for k in range(nb):
+            tot += part[k]
+        return tot
 
-    @jit
+    @strict
     def gps_primal(out, z, fy, amp, meas, t, eps):
         # GPS G1-G2: w = z - t F y; out = (1 - eps) P~_m w + eps w on measured pixels, w elsewhere
         of = out.ravel()
@@ -108,18 +124,21 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
         ff = fy.ravel()
         af = amp.ravel()
         mf = meas.ravel()
+        c = 1.0 - eps
+        nbad = 0
         for i in rng(of.size):
             wr = zf[i].real - t * ff[i].real
             wi = zf[i].imag - t * ff[i].imag
-            a2 = wr * wr + wi * wi
-            b = af[i]
-            pos = a2 > 0
-            f = b / np.sqrt(a2) if pos else b
-            pr = wr * f if pos else b
-            pi = wi * f if pos else wi * 0
-            ok = mf[i]
-            c = 1.0 - eps
+            pr, pi, ok, bad = project_fast(wr, wi, af[i], mf[i])
+            nbad += bad
             of[i] = complex(c * pr + eps * wr if ok else wr, c * pi + eps * wi if ok else wi)
+        if nbad:  # the exact rule on the rare pixels the fast pass leaves (see fourier_project)
+            for i in range(of.size):
+                wr = zf[i].real - t * ff[i].real
+                wi = zf[i].imag - t * ff[i].imag
+                if mf[i] and not fast_ok(wr, wi):
+                    pr, pi = project_pixel(wr, wi, af[i])
+                    of[i] = complex(c * pr + eps * wr, c * pi + eps * wi)
 
     @jit
     def gps_dual(yhalf, est, y, u_new, u_old, s, supp, real, positive):
@@ -155,10 +174,15 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
             gps_dual, scale_real)
 
 
+#: block length of the deterministic (thread-count independent) reductions
+REDUCE_BLOCK = 1 << 14
+
 try:  # numba is optional at run time: fall back to the torch reference
     if os.environ.get("PHASEKIT_NO_NUMBA"):
         raise ImportError
     import numba
+
+    from ..operators.modulus import fast_ok, project_fast, project_pixel
 
     _SERIAL = _build_numba_kernels(False)
     _PARALLEL = _build_numba_kernels(True)

@@ -1,7 +1,8 @@
 """SO2D and SO4D: HIO with the step found by a 2-D (4-D) subspace saddle-point optimisation.
 
 Marchesini, "Phase retrieval and saddle-point optimization", JOSA A 24, 3289 (2007), Secs. IV-V
-(digest 002 §3-4).  Each outer iteration:
+(equation bodies reconstructed from the text; only the numbers are legible in our copy,
+docs/saddle.md).  Each outer iteration:
 
 1. the steepest descent-ascent directions ``d_s = P_s (P_m - I) rho`` and
    ``d_sbar = -P_sbar P_m rho`` of eq. (18) (the HIO directions,
@@ -17,7 +18,7 @@ Marchesini, "Phase retrieval and saddle-point optimization", JOSA A 24, 3289 (20
 (a test checks identical iterates).  The estimate reported is ``P_s P_m rho`` (the modulus-
 projected iterate, Sec. IV after eq. (21)), which the step computes anyway.
 
-Resolutions of the paper's gaps (digest 002 §9), chosen here:
+Resolutions of the paper's gaps (values lost in our copy, or never given), chosen here:
 
 * ``beta`` (HIO feedback for the first guess, the ``H_beta`` preconditioner and the fall-back):
   0.9, phasekit's HIO default (the author's code used 0.75; the benchmark sweeps it).
@@ -28,7 +29,7 @@ Resolutions of the paper's gaps (digest 002 §9), chosen here:
   Hessian at ``tau = 0`` as the port does).  Afterwards: the mean of the last ``n_average = 5``
   solved ``tau`` (a true 5-window mean; the port's recursive average differs slightly) and of the
   inverse Hessians, averaged **scaled** by ``diag(2||d_i||^2)`` so that the changing step norms do
-  not bias them (digest §9 item 7).  Fall-back steps are not averaged.
+  not bias them (our choice; the port averages the raw inverse).  Fall-back steps are not averaged.
 * fall-back: when the inner solve diverges or ends with relative gradient > 0.5 the step is HIO's
   ``(1, beta)`` (port); SO4D falls back to the 2-D solve first, then to HIO.  The inner solve also
   stops after ``stall = 10`` iterations without progress (an addition: near stagnation the true
@@ -47,7 +48,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from ..core.errors import ConfigError
 from ..engine import Algorithm, StrictConfig
@@ -74,8 +75,10 @@ class SO2DConfig(StrictConfig):
     @model_validator(mode="after")
     def _radii(self):
         if not self.trust_min <= self.trust_radius <= self.trust_max:
-            raise ValueError(f"need trust_min <= trust_radius <= trust_max, got {self.trust_min}, "
-                             f"{self.trust_radius}, {self.trust_max}")
+            # named after the radius the user gave (a model-level error has no location)
+            given = [n for n in ("trust_radius", "trust_min", "trust_max") if n in self.model_fields_set]
+            raise ValueError(f"{(given or ['trust_radius'])[0]}: need trust_min <= trust_radius <= "
+                             f"trust_max, got {self.trust_min}, {self.trust_radius}, {self.trust_max}")
         return self
 
 
@@ -83,27 +86,17 @@ class SO4DConfig(SO2DConfig):
     previous: Literal["sda", "step"] = Field("sda", description="second pair: previous SDA directions or previous step")
 
 
-def _validate(cfg_cls, params, name):
-    try:
-        return cfg_cls(**params)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        raise ConfigError(f"{name}: invalid parameter {loc!r}: {err.get('msg')}") from None
-
-
 class SubspaceSaddle(Algorithm):
     """Shared machinery of :class:`SO2D` and :class:`SO4D` (``n_dirs`` = 2 or 4)."""
 
     name = "so2d"
     n_dirs = 2
-    config_cls = SO2DConfig
+    Config = SO2DConfig
     keep_best_default = False
     state_names = ("z", "gs", "y", "D", "n_outer", "has_prev", "support0", "hist")
 
     def __init__(self, problem, n_iter, **params):
         super().__init__(problem, n_iter, **params)
-        self.cfg = _validate(self.config_cls, params, self.name)
         if problem.positive:
             raise ConfigError(f"{self.name}: positivity is not a linear constraint; the saddle-point "
                               "subspace methods support the support and realness constraints (use 'hio')")
@@ -168,7 +161,7 @@ class SubspaceSaddle(Algorithm):
         return m
 
     def support_violation(self) -> float:
-        """``||P_sbar P_m rho|| / ||sqrt I||`` of the last step (free; digest §9 item 3)."""
+        """``||P_sbar P_m rho|| / ||sqrt I||`` of the last step (free; our success metric)."""
         return float(self.info.get("eps_s", float("nan")))
 
     # ------------------------------------------------------------------ one iteration
@@ -374,7 +367,7 @@ class SO2D(SubspaceSaddle):
 
     name = "so2d"
     n_dirs = 2
-    config_cls = SO2DConfig
+    Config = SO2DConfig
 
 
 class SO4D(SubspaceSaddle):
@@ -383,4 +376,4 @@ class SO4D(SubspaceSaddle):
 
     name = "so4d"
     n_dirs = 4
-    config_cls = SO4DConfig
+    Config = SO4DConfig

@@ -5,18 +5,21 @@ Notation follows Marchesini, "Phase retrieval and saddle-point optimization" (JO
 
 * modulus projection ``P~_m z = b z / |z|`` on measured pixels, ``z`` unchanged on unmeasured
   pixels (beamstop, gaps: thesis eq. (2.28)); the phase of ``0`` is taken as ``1`` (thesis's
-  "arg(0) = 1", digest 001 §9 item 10);
+  "arg(0) = 1" in the notation of §2.1, read as the phase factor ``e^{i arg 0} = 1``);
 * object constraint set ``C = {support, optionally real, optionally Re >= 0}``, whose projection is
   pointwise (:func:`apply_constraints`);
 * the GPS dual set ``S* = {y : Re(y) <= 0 on S}`` (for real+positive objects) with
   ``proj_{S*} = I - proj_S`` (Moreau decomposition, thesis eq. (2.19); :func:`proj_dual`).
 
-The loops call fused CPU kernels (:mod:`phasekit.operators.kernels`) when available; these
-functions are the reference the kernels are tested against, and what CUDA runs.
+The loops call fused CPU kernels (:mod:`phasekit.cdi.kernels`) when available; these
+functions are the reference the kernels are tested against, and what CUDA runs.  The per-pixel
+rule is :mod:`phasekit.operators.modulus` (numba helper and torch twin).
 """
 from __future__ import annotations
 
 import torch
+
+from .modulus import project_t
 
 
 def modulus_projection(z: torch.Tensor, amp: torch.Tensor, measured: torch.Tensor | None = None
@@ -32,9 +35,7 @@ def modulus_projection(z: torch.Tensor, amp: torch.Tensor, measured: torch.Tenso
     measured : bool tensor, optional
         True where ``amp`` is measured; elsewhere ``z`` is left free.  None means all measured.
     """
-    mag = z.abs()
-    phase = torch.where(mag > 0, z / mag.clamp_min(torch.finfo(mag.dtype).tiny), torch.ones_like(z))
-    out = amp * phase
+    out = project_t(z, amp)  # the one rule (exact for tiny / huge |z|), twin of the kernels'
     if measured is not None:
         out = torch.where(measured, out, z)
     return out
@@ -81,7 +82,7 @@ def constraint_mask(y: torch.Tensor, support: torch.Tensor | None, *, positive: 
                     ) -> torch.Tensor:
     """The set ``Gamma`` of pixels where ``y`` satisfies the object constraint (in the support
     and, with ``positive``, ``Re(y) >= 0``): the pixels HIO and RAAR copy from ``P_m x``
-    (Fienup 1982; digest 000 §2.7)."""
+    (Fienup 1982)."""
     g = torch.ones(y.shape, dtype=torch.bool, device=y.device) if support is None else support.clone()
     if positive:
         g &= (y.real >= 0)

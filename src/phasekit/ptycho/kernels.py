@@ -1,7 +1,8 @@
 r"""Per-position hot steps of the PIE family: a plain-torch reference (what CUDA runs and what the
 tests compare against) and fused single-pass numba kernels for the CPU.
 
-One position of every engine is (digest 003 §3.1)::
+One position of every engine is (the ePIE listing of the CRISP paper, sec. 2.2, and its
+``CRISPdirection``, sec. 3.4, reconstructed from the text; the listings are not legible in our copy)::
 
     psi = P_n * O_n                       (exit wave; also max|P_n|^2, max|O_n|^2)
     z = F psi;  z <- b sign(z) on measured pixels   (eq. (3); R_F and cost terms on the way)
