@@ -1,8 +1,9 @@
 """Property-based tests of every file reader: random files either read or fail cleanly.
 
-Each reader (CXI/HDF5 diffraction data and results, ``.npy`` / ``.npz``, ptychography scans,
-tomography tilt series in HDF5 and TIFF, tomography results, ``phasekit info``) is fed files laid
-out by hand with h5py / NumPy / tifffile: random shapes and dtypes (complex, bool, strings, 0-d,
+Each reader (CXI/HDF5 diffraction data and results, ``.npy`` / ``.npz``, TIFF and EDF patterns,
+ptychography scans, tomography tilt series in HDF5 and TIFF, tomography results, mask files,
+``phasekit info``) is fed files laid out by hand with h5py / NumPy / tifffile / EDF header bytes:
+random shapes and dtypes (complex, bool, strings, 0-d,
 1-d, 4-d, empty), missing and extra datasets, groups and dangling links where datasets are
 expected, truncated files and random bytes.  The property: the reader returns a valid object or
 raises a :class:`~phasekit.core.errors.PhasekitError` with a one-line message, never anything
@@ -32,6 +33,7 @@ from phasekit.io import (
     read_ptycho,
     read_result,
 )
+from phasekit.io.patterns import read_image_array
 from phasekit.tomo.io import read_tilt_series, read_tomo_result
 from phasekit.tomo.simulate import TiltSeries
 
@@ -82,6 +84,10 @@ def _check_tomo_result(r):
     assert isinstance(r["config"], dict) and isinstance(r["metrics"], dict)
 
 
+def _check_image(a):
+    assert isinstance(a, np.ndarray) and a.dtype.kind in "biuf"
+
+
 def _check_text(s):
     assert isinstance(s, str) and s.startswith("file: ")
 
@@ -99,6 +105,7 @@ READERS = {
     "read_tilt_series": (read_tilt_series, _check_tilt_series),
     "read_tomo_result": (read_tomo_result, _check_tomo_result),
     "describe": (describe, _check_text),
+    "read_image_array": (read_image_array, _check_image),
     "phasekit info": (_describe_file, _check_text),
 }
 
@@ -369,6 +376,61 @@ def test_tiff(arr, sidecar, cut):
         assert_reads_or_fails_cleanly(p)
 
 
+_EDF_TYPES = ["UnsignedByte", "SignedByte", "UnsignedShort", "SignedShort", "UnsignedInteger",
+              "SignedInteger", "UnsignedLong", "SignedLong", "Signed64", "FloatValue",
+              "DoubleValue", "Complex", "", "float"]
+
+
+@st.composite
+def edf_files(draw):
+    """EDF bytes: a header of plausible and odd keys (some missing, some wrong), then data;
+    about half the files are well formed (the happy path) before they are cut or appended to."""
+    ok = draw(st.booleans())
+    dims = draw(st.lists(st.integers(1 if ok else -1, 5), min_size=2 if ok else 0, max_size=3))
+    keys = {f"Dim_{k}": str(d) for k, d in enumerate(dims, 1)}
+    keys["DataType"] = draw(st.sampled_from(_EDF_TYPES[:11] if ok else _EDF_TYPES))
+    keys["ByteOrder"] = draw(st.sampled_from(["LowByteFirst", "HighByteFirst"]
+                                             + ([] if ok else ["Weird"])))
+    comp = draw(st.sampled_from([None, "None", "gzip", "Z", "bz2"] + ([] if ok else ["RLE"])))
+    if comp:
+        keys["Compression"] = comp
+    if not ok:
+        for k in draw(st.lists(st.sampled_from(list(keys)), max_size=2, unique=True)):
+            del keys[k]
+    extra = draw(st.lists(st.sampled_from(["PSize_1 = 7e-5", "SampleDistance = nan",
+                                           "WaveLength = 1e-10", "junk", "= 3"]
+                                          + ([] if ok else ["Size = 12", "Size = -3", "Size = x",
+                                                            "Dim_3 = 2"])), max_size=3))
+    text = "{\n" + "".join(f"{k} = {v} ;\n" for k, v in keys.items()) + \
+        "".join(f"{e} ;\n" for e in extra)
+    pad = draw(st.sampled_from([0, (-(len(text) + 2)) % 512]))
+    head = (text + " " * pad + "}\n").encode()
+    body = draw(st.binary(min_size=1 if ok else 0, max_size=400))
+    size = {"UnsignedByte": 1, "SignedByte": 1, "UnsignedShort": 2, "SignedShort": 2,
+            "Signed64": 8, "DoubleValue": 8}.get(keys.get("DataType"), 4)
+    if ok or draw(st.booleans()):  # exactly the bytes the dimensions ask for
+        n = size * int(np.prod([max(d, 0) for d in dims] or [0]))
+        body = (body * (n // max(len(body), 1) + 1))[:n]
+    if comp in ("gzip", "Z", "bz2") and (ok or draw(st.booleans())):
+        import bz2
+        import gzip
+        import zlib
+
+        body = {"gzip": gzip.compress, "Z": zlib.compress, "bz2": bz2.compress}[comp](body)
+    tail = draw(st.sampled_from([b"", b"", head, b"\x00" * 7]))
+    return head + body + tail
+
+
+@FUZZ
+@given(data=edf_files(), suffix=st.sampled_from([".edf", ".dat"]),
+       cut=st.one_of(st.none(), st.floats(0.0, 1.0, exclude_max=True)))
+def test_edf(data, suffix, cut):
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / f"e{suffix}"
+        p.write_bytes(data if cut is None else data[: int(cut * len(data))])
+        assert_reads_or_fails_cleanly(p)
+
+
 def test_the_fuzzer_reaches_valid_files(tmp_path):
     """The layouts above can be read: the happy paths of the readers are exercised too."""
     tifffile = pytest.importorskip("tifffile")
@@ -383,7 +445,7 @@ def test_the_fuzzer_reaches_valid_files(tmp_path):
                       ("entry_1/image_1/data", "plausible", rng.random((m, m)), {})], {}))
     seen = {}
     for name, (read, check) in READERS.items():
-        if name in ("read_diffraction", "read_tomo_result"):
+        if name in ("read_diffraction", "read_tomo_result", "read_image_array"):
             continue
         out = read(p)
         check(out)
@@ -403,3 +465,12 @@ def test_the_fuzzer_reaches_valid_files(tmp_path):
     ts = read_tilt_series(tmp_path / "t.tif")
     _check_tilt_series(ts)
     assert ts.projections.shape == (2, m, m) and ts.angles[1, 1] == 30.0
+    # a single-page TIFF and an EDF frame are diffraction patterns
+    tifffile.imwrite(tmp_path / "p.tif", rng.random((m, m)).astype(np.float32))
+    _check_diffraction(read_diffraction(tmp_path / "p.tif"))
+    edf = (b"{\nDim_1 = 4 ;\nDim_2 = 4 ;\nDataType = FloatValue ;\n}\n"
+           + rng.random((m, m)).astype("<f4").tobytes())
+    (tmp_path / "p.edf").write_bytes(edf)
+    d = read_diffraction(tmp_path / "p.edf")
+    _check_diffraction(d)
+    assert d.shape == (m, m) and _describe_file(tmp_path / "p.edf").startswith("file: ")

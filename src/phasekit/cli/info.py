@@ -11,8 +11,10 @@ def describe_file(path) -> str:
 
     Tomography files (an HDF5 ``/tomo`` tilt series, complete or not, a TIFF stack, a
     ``/tomo_result``) go to :func:`phasekit.tomo.io.describe_tomo`; everything else (CXI
-    diffraction data, CDI and ptychography results, ptychography scans, ``.npy`` / ``.npz``
-    arrays, k-means output, checkpoints) to :func:`phasekit.io.describe`.
+    diffraction data, TIFF / EDF patterns, CDI and ptychography results, ptychography scans,
+    ``.npy`` / ``.npz`` arrays, k-means output, checkpoints) to :func:`phasekit.io.describe`;
+    for TIFF / EDF patterns a line with the zero frequency :func:`phasekit.cdi.prepare.
+    find_center` estimates is added.
 
     Raises
     ------
@@ -31,7 +33,31 @@ def describe_file(path) -> str:
 
     if tomo_kind(path) is not None:
         return describe_tomo(path)
-    return io.describe(path)
+    text = io.describe(path)
+    return text + _center_line(path)
+
+
+def _center_line(path) -> str:
+    """For a TIFF / EDF detector image: where its zero frequency is (``phasekit reconstruct``
+    centres the pattern there by default)."""
+    from ..core.errors import PhasekitError
+    from ..io.patterns import sniff_pattern_format
+
+    try:
+        if sniff_pattern_format(path) is None:
+            return ""
+        from ..cdi.prepare import find_center
+        from ..io import read_diffraction
+
+        d = read_diffraction(path)
+        c, info = find_center(d.intensity, d.mask)
+    except (PhasekitError, OSError) as exc:
+        return f"\n  zero frequency: not estimated ({' '.join(str(exc).split())})"
+    how = info["method"] + (f", symmetry {info['symmetry']:.2f}"
+                            if info["method"] == "friedel" else "")
+    mid = ", ".join(str(n // 2) for n in d.shape)
+    return (f"\n  zero frequency: estimated at ({', '.join(f'{v:.1f}' for v in c)}) ({how}); "
+            f"phasekit reconstruct moves it to ({mid})")
 
 
 @click.command("info")
@@ -41,7 +67,8 @@ def info(file: str) -> None:
     """Describe any file phasekit reads or writes.
 
     \b
-    CXI diffraction data, CDI and ptychography results, ptychography scans,
+    CXI diffraction data, TIFF and EDF patterns (with the estimated zero
+    frequency), CDI and ptychography results, ptychography scans,
     tomography tilt series (HDF5, TIFF + .rawtlt) and results, k-means output
     (*_kmeans.npz), checkpoints, .npy / .npz arrays.
     """

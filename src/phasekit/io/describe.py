@@ -26,6 +26,7 @@ from .cxi_common import (
     reading_hdf5,
 )
 from .diffraction import read_diffraction
+from .patterns import sniff_pattern_format
 from .results import read_result
 
 __all__ = ["describe", "file_line"]
@@ -56,7 +57,8 @@ def _geometry_line(d: DiffractionData) -> str:
 
 def _describe_diffraction(d: DiffractionData) -> list[str]:
     m = d.metadata
-    where = m.get("data_path") or m.get("data_key") or "array"
+    where = (m.get("data_path") or m.get("data_key")
+             or {"tiff": "TIFF page", "edf": "EDF frame"}.get(m.get("format"), "array"))
     stored = f"stored {m.get('raw_dtype', 'float32')}"
     raw_shape = tuple(m.get("raw_shape", d.shape))
     if raw_shape != d.shape:
@@ -202,6 +204,7 @@ def describe(path: str | os.PathLike) -> str:
     * CXI reconstruction results (CDI and ptychography): image shapes and dtypes, algorithm,
       iterations, R-factors, history keys, config, timings, provenance;
     * CXI ptychography scans: frames, mask, geometry, scan extent;
+    * TIFF (one page) and EDF detector images: the pattern (shape, stored type, range);
     * ``.npy`` / ``.npz``: a diffraction pattern when the arrays make one, k-means output
       (``labels`` and ``centers``, written by ``phasekit kmeans``), otherwise the arrays;
     * phasekit checkpoints (``torch.save`` archives), summarised without unpickling their code.
@@ -245,9 +248,22 @@ def describe(path: str | os.PathLike) -> str:
         return _describe_hdf5(p)
     if p.stat().st_size == 0:
         raise FileFormatError(f"{p}: empty file")
+    try:
+        image = sniff_pattern_format(p)
+    except OSError as exc:
+        raise FileFormatError(f"{p}: cannot be read ({_one_line(exc)})") from None
+    if image == "tiff":
+        return "\n".join([file_line(p, "TIFF image")] + _describe_diffraction(read_diffraction(p)))
+    if image == "edf":
+        d = read_diffraction(p)
+        hdr = d.metadata.get("edf_header", {})
+        extra = [f"  EDF header: {len(hdr)} keys"
+                 + (f" (DataType {hdr['DataType']}, ByteOrder {hdr.get('ByteOrder', '?')})"
+                    if "DataType" in hdr else "")]
+        return "\n".join([file_line(p, "EDF image")] + _describe_diffraction(d) + extra)
     raise FileFormatError(f"{p}: unrecognised file (looked for an HDF5/CXI signature, a NumPy "
-                          ".npy header, a zip archive (.npz or a phasekit checkpoint) and, for "
-                          "tilt series, a TIFF header)")
+                          ".npy header, a zip archive (.npz or a phasekit checkpoint), a TIFF "
+                          "header (a pattern, or a tilt series) and an EDF header)")
 
 
 def _describe_hdf5(p: Path) -> str:

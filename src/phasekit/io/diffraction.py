@@ -1,7 +1,8 @@
 """CXI (HDF5) diffraction patterns: :func:`read_diffraction` and :func:`write_diffraction`.
 
 :func:`read_diffraction` also dispatches ``.npy`` / ``.npz`` files to
-:mod:`phasekit.io.arrays` (the format is recognised from the first bytes).
+:mod:`phasekit.io.arrays` and TIFF / EDF detector images to :mod:`phasekit.io.patterns` (the
+format is recognised from the first bytes).
 
 Layout written (CXI 1.5)
 ------------------------
@@ -47,6 +48,7 @@ from .cxi_common import (
     _LENGTH_UNITS,
     GROUND_TRUTH_NOTE,
     HC,
+    HDF5_EXTENSIONS,
     _bit_counts,
     _cxi_entry,
     _detectors,
@@ -69,15 +71,19 @@ from .cxi_common import (
     _write_array,
     reading_hdf5,
 )
+from .patterns import read_edf_pattern, read_tiff_pattern, sniff_pattern_format
 
 __all__ = ["read_diffraction", "write_diffraction"]
 
 
 def read_diffraction(path: str | os.PathLike) -> DiffractionData:
-    """Read a diffraction pattern from a CXI/HDF5, ``.npy`` or ``.npz`` file.
+    """Read a diffraction pattern from a CXI/HDF5, ``.npy``, ``.npz``, TIFF or EDF file.
 
     The format is recognised from the file's first bytes (HDF5 signature, NumPy magic, zip
-    archive); the extension only sharpens the error message for unreadable files.
+    archive, TIFF header, EDF ``{`` header); the extension only sharpens the error message for
+    unreadable files.  TIFF and EDF detector images (:mod:`phasekit.io.patterns`) are returned
+    as stored, zero frequency wherever the detector had it: :mod:`phasekit.cdi.prepare` finds
+    and moves it.
 
     Parameters
     ----------
@@ -86,7 +92,8 @@ def read_diffraction(path: str | os.PathLike) -> DiffractionData:
         HDF5 signature) are searched for frames at ``entry_N/data_M/data`` then
         ``entry_N/instrument_M/detector_K/data``; ``.npy`` holds the intensity; ``.npz`` holds
         ``intensity`` (or ``data``) and optionally ``mask`` (True = measured), ``support``,
-        ``truth`` and the geometry (see :mod:`phasekit.io.arrays`).
+        ``truth`` and the geometry (see :mod:`phasekit.io.arrays`); a TIFF holds one 2-D page;
+        an EDF file one frame (``Dim_1`` = x is the fast axis).
 
     Returns
     -------
@@ -101,8 +108,14 @@ def read_diffraction(path: str | os.PathLike) -> DiffractionData:
     FileFormatError
         Missing file, unknown or corrupt format, no diffraction data (the message lists the
         paths tried, and says so when the file holds only reconstruction results), a stack of
-        several frames, or a dimensionality other than 2-D/3-D.  The message is one line and
-        starts with the file name.
+        several frames (or TIFF pages), or a dimensionality other than 2-D/3-D.  The message is
+        one line and starts with the file name.
+
+    Examples
+    --------
+    >>> d = read_diffraction("pattern.tif")  # doctest: +SKIP
+    >>> d.shape, d.metadata["format"]  # doctest: +SKIP
+    ((1024, 1024), 'tiff')
     """
     p = _existing_file(path)
     kind = _sniff(p)
@@ -112,7 +125,23 @@ def read_diffraction(path: str | os.PathLike) -> DiffractionData:
         return read_npz(p)
     if kind == "hdf5":
         return _read_hdf5_diffraction(p)
-    raise _unknown_format(p)
+    try:
+        image = sniff_pattern_format(p)
+    except OSError as exc:
+        raise FileFormatError(f"{p}: cannot be read ({_one_line(exc)})") from exc
+    if image == "tiff":
+        return read_tiff_pattern(p)
+    if image == "edf":
+        return read_edf_pattern(p)
+    raise _unrecognised(p)
+
+
+def _unrecognised(p: Path) -> FileFormatError:
+    exc = _unknown_format(p)
+    if p.stat().st_size and p.suffix.lower() not in HDF5_EXTENSIONS | {".npy", ".npz"}:
+        return FileFormatError(f"{p}: unrecognised file format (expected CXI/HDF5, .npy, .npz, "
+                               "TIFF or EDF)")
+    return exc
 
 
 def _read_hdf5_diffraction(p: Path) -> DiffractionData:
