@@ -39,7 +39,7 @@ def reconstruct(projections, angles=None, *, algorithm: str = "resire", n_iter: 
                 oversampling=2.0, stop_rf: float | None = None, callback=None,
                 progress: bool | None = None, metric_every: int = 1, device=None,
                 precision: str = "single", filter: str | None = None, angle_weights: str | None = None,
-                x0=None,
+                x0=None, center=None, center_offset: float = 0.0,
                 **params) -> ReconResult:
     """Reconstruct a volume from a tilt series.
 
@@ -52,6 +52,9 @@ def reconstruct(projections, angles=None, *, algorithm: str = "resire", n_iter: 
         Iterations (default: the registry default, 400 for RESIRE).
     vol_shape, mask, support, positive, oversampling, device, precision
         See :meth:`TomoProblem.from_arrays`.
+    center, center_offset : float, optional
+        Rotation axis on the detector ``x`` (pixels), or its offset from ``Dx // 2``; see
+        :meth:`TomoProblem.from_arrays`.
     stop_rf : float, optional
         Discrepancy-principle stop: end when R_F falls to this level.
     filter, angle_weights : str
@@ -77,7 +80,8 @@ def reconstruct(projections, angles=None, *, algorithm: str = "resire", n_iter: 
         problem = TomoProblem.from_arrays(projections, angles, vol_shape=vol_shape, mask=mask,
                                           support=support, positive=positive,
                                           oversampling=oversampling, device=device,
-                                          precision=precision)
+                                          precision=precision, center=center,
+                                          center_offset=center_offset)
     spec = get_algorithm(algorithm, "tomo")
     for name, value in (("filter", filter), ("angle_weights", angle_weights)):
         if value is None:
@@ -90,7 +94,9 @@ def reconstruct(projections, angles=None, *, algorithm: str = "resire", n_iter: 
         params.setdefault("oversampling", float(oversampling))
     config = {"n_proj": problem.n_proj, "det_shape": list(problem.det_shape),
               "positive": problem.positive, "oversampling": problem.oversampling,
-              "precision": problem.precision, "params": dict(params), "stop_rf": stop_rf}
+              "precision": problem.precision, "params": dict(params), "stop_rf": stop_rf,
+              "center": problem.det_shape[0] // 2 + problem.center_offset,
+              "center_offset": problem.center_offset}
     cbs = []
     stopper = None
     if stop_rf is not None:

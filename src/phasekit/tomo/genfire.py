@@ -22,6 +22,8 @@ re-implemented here from that description:
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from pydantic import Field
 
@@ -64,6 +66,10 @@ def grid_fourier(problem, oversampling: float = 2.0, cutoff: float = 0.7):
     pad[:, ox:ox + Dx, oy:oy + Dy] = b
     Fp = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(pad, dim=(-2, -1))), dim=(-2, -1))
     fx = (torch.arange(Mx, dtype=torch.float64, device=dev) - Mx // 2) / Mx
+    off = float(getattr(problem, "center_offset", 0.0))
+    if off:  # rotation axis at Dx // 2 + off: undo that detector shift (shift theorem)
+        ph = 2.0 * math.pi * fx * off
+        Fp = Fp * torch.polar(torch.ones_like(ph), ph).to(Fp.dtype)[:, None]
     fy = (torch.arange(My, dtype=torch.float64, device=dev) - My // 2) / My
     FX, FY = torch.meshgrid(fx, fy, indexing="ij")
     f2 = torch.stack([FX, FY], -1).reshape(-1, 2)

@@ -31,6 +31,7 @@ from ..core.errors import FileFormatError, InputError
 from ..io.atomic import atomic_write
 from ..io.cxi_common import (READ_ERRORS, existing_file, h5_array, h5_dataset, reading_hdf5,
                              sniff, to_str)
+from ..io.tomo_formats import TOMO_LAYOUTS, tomo_layout
 from .geometry import as_euler, zyz_to_zyx
 from .simulate import TiltSeries
 
@@ -38,6 +39,8 @@ __all__ = ["write_tilt_series", "read_tilt_series", "is_tomo_file", "tomo_kind",
            "read_tomo_result", "write_tiff_stack", "read_tiff_stack", "describe_tomo"]
 
 FORMAT = "phasekit-tomo"
+#: tomo_kind() values of the beamline / EM layouts read by :mod:`phasekit.io.tomo_formats`
+RAW_KINDS = ("dxchange", "nxtomo", "mrc")
 VERSION = 1
 TIFF_SUFFIXES = (".tif", ".tiff")
 TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -123,8 +126,12 @@ def tomo_kind(path) -> str | None:
     -------
     str or None
         ``"tilt-series"`` (an HDF5 file with a ``/tomo`` group, complete or not), ``"tomo-result"``
-        (a ``/tomo_result`` group), ``"tiff"`` (a TIFF file: phasekit reads TIFF only as tilt
-        series) or ``None``.
+        (a ``/tomo_result`` group), ``"tiff"`` (a TIFF stack: a TIFF with a ``.rawtlt`` /
+        ``.tlt`` angle file beside it, or a readable TIFF of several pages) or ``None``.  A
+        single-page TIFF without an angle file is a diffraction pattern
+        (:func:`phasekit.io.read_diffraction`), and so is ``None`` here.  ``"dxchange"`` (APS
+        Data Exchange), ``"nxtomo"`` (NeXus NXtomo) and ``"mrc"`` (an MRC stack) are the beamline
+        and electron-tomography layouts of :mod:`phasekit.io.tomo_formats`.
 
     Examples
     --------
@@ -136,14 +143,20 @@ def tomo_kind(path) -> str | None:
         if not p.is_file():
             return None
         if _is_tiff(p):
-            return "tiff"
+            if _tilt_sidecar(p) is not None:
+                return "tiff"
+            from ..io.patterns import tiff_page_count
+
+            pages = tiff_page_count(p)
+            return "tiff" if pages is not None and pages > 1 else None
         if sniff(p) != "hdf5":
-            return None
+            return tomo_layout(p)  # "mrc" or None
         with reading_hdf5(p) as f:
             if isinstance(f.get("tomo"), _h5py().Group):
                 return "tilt-series"
             if isinstance(f.get("tomo_result"), _h5py().Group):
                 return "tomo-result"
+        return tomo_layout(p)  # "dxchange", "nxtomo" or None
     except (FileFormatError, *READ_ERRORS):
         return None
     return None
@@ -152,13 +165,16 @@ def tomo_kind(path) -> str | None:
 def is_tomo_file(path) -> bool:
     """True if ``path`` is meant as a tilt series: an HDF5 file with a ``/tomo`` group (complete
     or not: :func:`read_tilt_series` then says what is missing) or a TIFF stack (whose angles are
-    in an IMOD-style ``.rawtlt`` / ``.tlt`` file beside it)."""
-    return tomo_kind(path) in ("tilt-series", "tiff")
+    in an IMOD-style ``.rawtlt`` / ``.tlt`` file beside it; a TIFF of several pages without one
+    is taken as a tilt series that lacks its angles, a single-page TIFF without one as a
+    diffraction pattern)."""
+    return tomo_kind(path) in ("tilt-series", "tiff") + RAW_KINDS
 
 
 def read_tilt_series(path) -> TiltSeries:
-    """Read a tilt series written by :func:`write_tilt_series` (or by hand in that layout), or a
-    TIFF stack with its ``.rawtlt`` angle file (:func:`read_tiff_stack`).
+    """Read a tilt series written by :func:`write_tilt_series` (or by hand in that layout), a
+    TIFF stack with its ``.rawtlt`` angle file (:func:`read_tiff_stack`), or a Data Exchange,
+    NXtomo or MRC scan (:func:`phasekit.tomo.formats.read_scan` with its default preprocessing).
 
     Raises
     ------
@@ -170,6 +186,10 @@ def read_tilt_series(path) -> TiltSeries:
         NaN or infinite projection values.
     """
     p = existing_file(path)
+    if tomo_layout(p) is not None:  # Data Exchange, NXtomo, MRC: read and preprocessed
+        from .formats import read_scan
+
+        return read_scan(p)[0]
     if _is_tiff(p):
         return read_tiff_stack(p)
     if sniff(p) != "hdf5":
@@ -512,9 +532,13 @@ def describe_tomo(path) -> str:
                          + _describe_result(read_tomo_result(p)))
     if kind == "tiff":
         return _describe_tiff(p, file_line(p, "TIFF stack"))
+    if kind in RAW_KINDS:
+        from .formats import LAYOUT_NAMES, describe_scan
+
+        return "\n".join([file_line(p, LAYOUT_NAMES[kind])] + describe_scan(p))
     if kind != "tilt-series":
-        raise FileFormatError(f"{p}: not a tomography file (looked for an HDF5 group /tomo or "
-                              "/tomo_result, or a TIFF stack)")
+        raise FileFormatError(f"{p}: not a tomography file (looked for a tomography result "
+                              f"/tomo_result or a tilt series: {'; '.join(TOMO_LAYOUTS)})")
     head = file_line(p, "HDF5 tilt series")
     with reading_hdf5(p, "tilt-series file") as f:
         g = f["tomo"]

@@ -107,6 +107,10 @@ class TomoProblem:
     positive : bool
     shape : (Nx, Ny, Nz)
     oversampling : float or 3 floats (Fourier-slice padding ratio)
+    center_offset : float
+        Rotation axis position on the detector ``x`` minus ``Dx // 2``, in pixels (0: the axis
+        projects onto the detector centre).  Every projector applies it as a detector shift
+        without resampling the data (see :mod:`phasekit.tomo.projectors`).
     """
 
     projections: torch.Tensor
@@ -118,13 +122,14 @@ class TomoProblem:
     device: torch.device = torch.device("cpu")
     precision: str = "single"
     oversampling: float = 2.0
+    center_offset: float = 0.0
     meta: dict = field(default_factory=dict)
     _ops: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_arrays(cls, projections, angles, *, vol_shape=None, mask=None, support=None,
                     positive: bool = True, oversampling=2.0, device=None,
-                    precision: str = "single"):
+                    precision: str = "single", center=None, center_offset: float = 0.0):
         """Validate NumPy/torch inputs and build the problem.
 
         Parameters
@@ -142,6 +147,18 @@ class TomoProblem:
         positive : bool
             Positivity constraint (on by default, as in the group's RESIRE code; the thesis does not
             state it for RESIRE).
+        center : float, optional
+            Rotation axis position on the detector ``x`` axis in pixels (index units, e.g. the
+            value :func:`phasekit.tomo.preprocess.find_center` returns); default ``Dx // 2``.
+        center_offset : float
+            The same as an offset from ``Dx // 2`` (ignored when ``center`` is given).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> p = TomoProblem.from_arrays(np.ones((3, 8, 4)), [-30, 0, 30], center=4.5)
+        >>> p.center_offset
+        0.5
         """
         b = np.asarray(to_numpy(projections))
         if b.ndim == 2:
@@ -169,6 +186,20 @@ class TomoProblem:
         if len(vs) != 3 or min(vs) < 2:
             raise InputError(f"vol_shape must be 3 sizes >= 2, got {vol_shape!r}")
         _check_geometry(b.shape[1:], vs, ang)
+        if center is not None:
+            try:
+                center_offset = float(center) - b.shape[1] // 2
+            except (TypeError, ValueError):
+                raise InputError(f"center must be a detector x position in pixels, got "
+                                 f"{center!r}") from None
+        try:
+            center_offset = float(center_offset)
+        except (TypeError, ValueError):
+            raise InputError(f"center_offset must be a number of pixels, got "
+                             f"{center_offset!r}") from None
+        if not math.isfinite(center_offset) or abs(center_offset) >= b.shape[1] / 2:
+            raise InputError(f"rotation centre {b.shape[1] // 2 + center_offset:g} is not on the "
+                             f"detector (0 to {b.shape[1] - 1} pixels)")
         if precision not in ("single", "double"):
             raise ConfigError(f"precision must be 'single' or 'double', got {precision!r}")
         from ..core.resources import check_memory
@@ -204,7 +235,7 @@ class TomoProblem:
             s = torch.as_tensor(sa.astype(bool), device=dev)
         return cls(projections=torch.as_tensor(b, dtype=dt, device=dev), angles=ang, weights=w,
                    support=s, positive=bool(positive), shape=vs, device=dev, precision=precision,
-                   oversampling=oversampling)
+                   oversampling=oversampling, center_offset=center_offset)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -245,7 +276,8 @@ class TomoProblem:
         if "fst" not in self._ops:
             self._ops["fst"] = FourierSliceProjector(self.shape, self.angles, self.det_shape,
                                                      oversampling=self.oversampling,
-                                                     device=self.device, dtype=self.dtype)
+                                                     device=self.device, dtype=self.dtype,
+                                                     center_offset=self.center_offset)
         return self._ops["fst"]
 
     @property
@@ -253,7 +285,8 @@ class TomoProblem:
         """Real-space (splat / bilinear) exact pair; its adjoint is RESIRE's back projector."""
         if "rs" not in self._ops:
             self._ops["rs"] = RealSpaceProjector(self.shape, self.angles, self.det_shape,
-                                                 device=self.device, dtype=self.dtype)
+                                                 device=self.device, dtype=self.dtype,
+                                                 center_offset=self.center_offset)
         return self._ops["rs"]
 
     def weighted(self, p: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,13 @@ Three operators share one geometry (:mod:`phasekit.tomo.geometry`: volume index 
     It is **not** an adjoint pair (our observation; the thesis does not discuss it): on smooth
     fields the inner products agree to a few percent, on white noise they do not.
 
+Rotation axis off the detector centre (``center_offset`` = axis ``x`` minus ``Dx // 2``, pixels,
+as measured on real scans by :func:`phasekit.tomo.preprocess.find_center`): the real-space pair
+samples the detector at ``x + offset`` (a shifted sampling coordinate, still an exact pair) and the
+Fourier-slice projector multiplies each 2-D slice by the phase ramp ``exp(-2 pi i f_x offset)``
+before its inverse FFT (shift theorem; the autograd adjoint stays exact).  The data are never
+resampled.
+
 All inputs and outputs are real tensors: volumes ``(Nx, Ny, Nz)``, projection stacks
 ``(n, Dx, Dy)``.  ``dtype`` is float32 by default (float64 for the exactness tests).
 """
@@ -61,6 +68,17 @@ def _det_shape(det_shape, vol_shape):
     if len(d) != 2 or min(d) < 2:
         raise InputError(f"det_shape must be 2 sizes >= 2, got {det_shape!r}")
     return d
+
+
+def _offset(v) -> float:
+    """A rotation-centre offset in detector pixels (finite float)."""
+    try:
+        o = float(v)
+    except (TypeError, ValueError):
+        raise InputError(f"center_offset must be a number of pixels, got {v!r}") from None
+    if not math.isfinite(o):
+        raise InputError(f"center_offset must be finite, got {v!r}")
+    return o
 
 
 def padded_shape(vol_shape, oversampling) -> tuple[int, int, int]:
@@ -129,12 +147,16 @@ class RealSpaceProjector(_Geometry):
 
     def __init__(self, vol_shape, angles, det_shape=None, *, vol_centre=None, det_centre=None,
                  device=None, dtype=None, max_cache_bytes: int = 256 * 2**20,
-                 chunk_points: int = 2**23):
+                 chunk_points: int = 2**23, center_offset: float = 0.0):
         self._setup(vol_shape, angles, det_shape, device, dtype)
+        self.center_offset = _offset(center_offset)
         vc = [n // 2 for n in self.vol_shape] if vol_centre is None else \
             list(np.broadcast_to(np.asarray(vol_centre, float), (3,)))
         dc = [n // 2 for n in self.det_shape] if det_centre is None else \
             list(np.broadcast_to(np.asarray(det_centre, float), (2,)))
+        # a rotation axis off the detector centre moves where every voxel is sampled (the
+        # sampling coordinate, not the data): exact pair kept
+        dc[0] = float(dc[0]) + self.center_offset
         self.vol_centre, self.det_centre = vc, dc
         self._axes = [(torch.arange(n, dtype=torch.float64, device=self.device) - c).to(self.dtype)
                       for n, c in zip(self.vol_shape, vc)]
@@ -226,9 +248,10 @@ class FourierSliceProjector(_Geometry):
     """
 
     def __init__(self, vol_shape, angles, det_shape=None, *, oversampling=2.0, device=None,
-                 dtype=None):
+                 dtype=None, center_offset: float = 0.0):
         self._setup(vol_shape, angles, det_shape, device, dtype)
         self.oversampling = oversampling
+        self.center_offset = _offset(center_offset)
         self.pad_shape = padded_shape(self.vol_shape, oversampling)
         Mx, My, Mz = self.pad_shape
         if self.det_shape[0] > Mx or self.det_shape[1] > My:
@@ -248,6 +271,14 @@ class FourierSliceProjector(_Geometry):
         self._grid = g.flip(-1).reshape(1, self.n_proj, Mx, My, 3).to(self.dtype)
         self._lo = [m // 2 - n // 2 for m, n in zip(self.pad_shape, self.vol_shape)]
         self._crop = [m // 2 - d // 2 for m, d in zip(self.pad_shape[:2], self.det_shape)]
+        self._ramp = None
+        if self.center_offset:
+            # rotation axis at detector x = Dx // 2 + offset: shift every projection by the
+            # offset along x with the phase ramp exp(-2 pi i fx offset) of the shift theorem
+            # (band-limited, no resampling of the data; the adjoint follows by autograd)
+            ph = -2.0 * math.pi * fx * self.center_offset
+            self._ramp = torch.polar(torch.ones_like(ph), ph).to(
+                torch.complex64 if self.dtype == torch.float32 else torch.complex128)[:, None]
 
     def spectrum(self, x: torch.Tensor) -> torch.Tensor:
         """Centred 3-D FFT of the zero-padded volume (unnormalised), ``(Mx, My, Mz)`` complex."""
@@ -266,6 +297,8 @@ class FourierSliceProjector(_Geometry):
         s = F.grid_sample(inp, self._grid, mode="bilinear", padding_mode="zeros",
                           align_corners=True)[0]  # (2, n, Mx, My)
         sl = torch.complex(s[0], s[1])
+        if self._ramp is not None:
+            sl = sl * self._ramp
         img = torch.fft.fftshift(torch.fft.ifft2(torch.fft.ifftshift(sl, dim=(-2, -1))),
                                  dim=(-2, -1)).real
         c = self._crop
@@ -294,11 +327,11 @@ class HybridProjector(_Geometry):
     """
 
     def __init__(self, vol_shape, angles, det_shape=None, *, oversampling=2.0, device=None,
-                 dtype=None, **rs_kwargs):
+                 dtype=None, center_offset: float = 0.0, **rs_kwargs):
         self.fst = FourierSliceProjector(vol_shape, angles, det_shape, oversampling=oversampling,
-                                         device=device, dtype=dtype)
+                                         device=device, dtype=dtype, center_offset=center_offset)
         self.bp = RealSpaceProjector(vol_shape, angles, det_shape, device=device, dtype=dtype,
-                                     **rs_kwargs)
+                                     center_offset=center_offset, **rs_kwargs)
         self._setup(vol_shape, angles, det_shape, device, dtype)
 
     def forward(self, x):
@@ -309,16 +342,17 @@ class HybridProjector(_Geometry):
 
 
 def make_projector(kind: str, vol_shape, angles, det_shape=None, *, oversampling=2.0,
-                   device=None, dtype=None):
+                   device=None, dtype=None, center_offset: float = 0.0):
     """Build a projector by name: ``"hybrid"`` (RESIRE default), ``"fst"`` (Fourier slice with
-    its exact adjoint) or ``"realspace"`` (splat / bilinear exact pair)."""
+    its exact adjoint) or ``"realspace"`` (splat / bilinear exact pair).  ``center_offset``:
+    the rotation axis's detector ``x`` minus ``Dx // 2``, in pixels."""
     k = str(kind).lower().replace("_", "-")
+    kw = dict(device=device, dtype=dtype, center_offset=center_offset)
     if k in ("hybrid", "resire"):
-        return HybridProjector(vol_shape, angles, det_shape, oversampling=oversampling,
-                               device=device, dtype=dtype)
+        return HybridProjector(vol_shape, angles, det_shape, oversampling=oversampling, **kw)
     if k in ("fst", "fourier", "fourier-slice"):
         return FourierSliceProjector(vol_shape, angles, det_shape, oversampling=oversampling,
-                                     device=device, dtype=dtype)
+                                     **kw)
     if k in ("realspace", "real-space", "real", "splat"):
-        return RealSpaceProjector(vol_shape, angles, det_shape, device=device, dtype=dtype)
+        return RealSpaceProjector(vol_shape, angles, det_shape, **kw)
     raise ConfigError(f"unknown projector {kind!r}; choose from: hybrid, fst, realspace")
