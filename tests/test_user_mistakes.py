@@ -39,10 +39,14 @@ def _run(cdi_file, tmp_path, *args):
                   *args)
 
 
-@pytest.mark.parametrize("alg,modality", [("resire", "tomography"), ("crisp", "ptychography"),
-                                          ("fbp", "tomography"), ("sbe-kmeans", "k-means")])
-def test_algorithm_of_another_modality(cdi_file, tmp_path, alg, modality):
-    one_line_error(_run(cdi_file, tmp_path, "-a", alg), modality, "CDI", "choose from", "hio")
+@pytest.mark.parametrize("alg,expected", [
+    ("resire", ("tomography", "not a tomography", "Data Exchange", "NXtomo")),
+    ("fbp", ("tomography", "not a tomography", "Data Exchange")),
+    ("crisp", ("ptychography", "CDI", "choose from", "hio")),
+    ("sbe-kmeans", ("k-means", "CDI", "choose from", "hio"))])
+def test_algorithm_of_another_modality(cdi_file, tmp_path, alg, expected):
+    """The error names the modalities on both sides (and, for tomography, the layouts read)."""
+    one_line_error(_run(cdi_file, tmp_path, "-a", alg), *expected)
 
 
 def test_empty_schedule_is_an_error(cdi_file, tmp_path):

@@ -9,9 +9,40 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..core.errors import ConfigError
-from ..engine import ReconResult, solve
+from ..engine import ReconResult, get_algorithm, solve
 from .problem import CDIProblem
 from .shrinkwrap import ShrinkWrap
+
+#: algorithms that get an error-reduction tail in the default recipe (their iterate is not a
+#: fixed point of the constraints; ER polishes it: PyNX's and cohere's HIO/RAAR-then-ER chains)
+ER_TAIL_ALGORITHMS = ("hio", "raar")
+#: fraction of the iterations given to the ER tail in the default recipe
+DEFAULT_ER_TAIL = 0.2
+
+
+def default_schedule(algorithm: str, n_iter: int | None, er_tail: float = DEFAULT_ER_TAIL) -> str | None:
+    """The chain of the default recipe for ``algorithm`` alone, or None when it runs as given.
+
+    ``hio`` / ``raar`` with ``n`` iterations become ``"HIO:(n - t),ER:t"`` with
+    ``t = round(er_tail * n)``; other algorithms (and ``er_tail=0``) are left alone.
+
+    Examples
+    --------
+    >>> default_schedule("hio", 1000)
+    'hio:800,er:200'
+    >>> default_schedule("gps-r", 1000) is None
+    True
+    """
+    if not 0 <= er_tail < 1:
+        raise ConfigError(f"er_tail must be in [0, 1), got {er_tail}")
+    spec = get_algorithm(algorithm, "cdi")
+    if spec.name not in ER_TAIL_ALGORITHMS or er_tail == 0:
+        return None
+    n = spec.default_n_iter if n_iter is None else int(n_iter)
+    tail = int(round(er_tail * n))
+    if n < 2 or tail < 1 or tail >= n:
+        return None
+    return f"{spec.name}:{n - tail},er:{tail}"
 
 
 def reconstruct(data, support=None, *, algorithm: str = "hio", n_iter: int | None = None,
@@ -20,7 +51,8 @@ def reconstruct(data, support=None, *, algorithm: str = "hio", n_iter: int | Non
                 callback=None, progress: bool | None = None, metric_every: int = 1,
                 keep_best: bool | None = None, device=None, precision: str = "single",
                 checkpoint=None, checkpoint_every: int = 100, resume=None,
-                clip_negative: bool = False, **params: Any) -> ReconResult:
+                clip_negative: bool = False, er_tail: float | None = None,
+                **params: Any) -> ReconResult:
     """Reconstruct an object from one far-field diffraction pattern.
 
     Parameters
@@ -28,8 +60,10 @@ def reconstruct(data, support=None, *, algorithm: str = "hio", n_iter: int | Non
     data : array, CDIProblem or DiffractionData
         Measured intensities (centred, zero frequency at ``N // 2``), or a prepared problem.
     support : bool array, optional
-        Object support (centred).  Default: thresholded autocorrelation (use shrink-wrap to
-        tighten it).
+        Object support (centred).  Default: the *default recipe* for a support not known in
+        advance (docs/cdi.md): the autocorrelation support
+        (:func:`~phasekit.cdi.shrinkwrap.autocorrelation_support`), shrink-wrap on and an ER
+        tail after HIO / RAAR.
     algorithm : str
         Registry name (``er``, ``hio``, ``raar``, ``oss``, ``gps-r``, ``gps-f``); ignored if
         ``schedule`` is given.
@@ -43,7 +77,12 @@ def reconstruct(data, support=None, *, algorithm: str = "hio", n_iter: int | Non
         Object constraints.
     starts, rng : int
         Random starts (best-of-N by final R-factor) and their seed.
-    shrinkwrap : ShrinkWrap, dict of its parameters, True (defaults) or None.
+    shrinkwrap : ShrinkWrap, dict of its parameters, True, False or None
+        None (default): shrink-wrap with its defaults when no support is given, none otherwise;
+        True: the defaults; False: off.
+    er_tail : float, optional
+        Fraction of ``n_iter`` run as error reduction after ``hio`` / ``raar`` when no
+        ``schedule`` is given.  None (default): 0.2 when no support is given, 0 otherwise.
     callback, progress, metric_every, keep_best, checkpoint, checkpoint_every, resume
         See :func:`phasekit.engine.run`.
     device, precision : str
@@ -51,6 +90,7 @@ def reconstruct(data, support=None, *, algorithm: str = "hio", n_iter: int | Non
     **params
         Algorithm parameters (``beta``, ``sigma``, ``n_stages`` ...), validated strictly.
     """
+    auto_support = False
     if isinstance(data, CDIProblem):
         problem = data
     else:
@@ -58,9 +98,12 @@ def reconstruct(data, support=None, *, algorithm: str = "hio", n_iter: int | Non
             mask = data.mask if mask is None else mask
             support = data.support if support is None and getattr(data, "support", None) is not None else support
             data = data.intensity
+        auto_support = support is None
         problem = CDIProblem.from_arrays(data, support, mask, real=real, positive=positive, device=device,
                                          precision=precision, clip_negative=clip_negative)
     sw = shrinkwrap
+    if sw is None and auto_support:
+        sw = ShrinkWrap()
     if sw is True:
         sw = ShrinkWrap()
     elif isinstance(sw, dict):
@@ -70,8 +113,14 @@ def reconstruct(data, support=None, *, algorithm: str = "hio", n_iter: int | Non
             raise ConfigError(f"shrinkwrap: {exc.errors()[0].get('msg')}") from None
     elif sw is False:
         sw = None
+    if er_tail is None:
+        er_tail = DEFAULT_ER_TAIL if auto_support else 0.0
+    if schedule is None and er_tail:
+        schedule = default_schedule(algorithm, n_iter, er_tail)
     config = {"real": problem.real, "positive": problem.positive, "precision": problem.precision,
-              "shrinkwrap": sw.to_dict() if sw is not None else None}
+              "shrinkwrap": sw.to_dict() if sw is not None else None,
+              "support_source": "autocorrelation" if auto_support else "given",
+              "er_tail": float(er_tail)}
     result = solve(problem, algorithm=algorithm, n_iter=n_iter, schedule=schedule, params=params,
                    starts=starts, rng=rng, x0=x0, callback=callback, progress=progress,
                    metric_every=metric_every, keep_best=keep_best, constraint_update=sw,

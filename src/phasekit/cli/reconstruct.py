@@ -28,6 +28,8 @@ import click
 from click.core import ParameterSource
 
 from .algorithms import AlgorithmOption
+from .pattern_input import pattern_options
+from .reconstruct_tomo import tomo_options
 from .main import command_line, common_options
 
 log = logging.getLogger("phasekit")
@@ -209,8 +211,8 @@ class ReconOptions:
     support: str = "file"
     shrinkwrap: bool | None = None
     sw_every: int = 20
-    sw_threshold: float = 0.2
-    sw_sigma: str = "3:1.5"
+    sw_threshold: float = 0.1
+    sw_sigma: str = "2:1"
     real: bool = False
     positive: bool = False
     params: dict = field(default_factory=dict)
@@ -226,6 +228,7 @@ class ReconOptions:
     sw_given: bool = False
     clip_negative: bool = False
     force: bool = False
+    pattern: dict = field(default_factory=dict)  # --center/--bin/--crop/--mask...: pattern_input
 
 
 def default_output(input_path) -> Path:
@@ -293,6 +296,9 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
     from ..io import read_diffraction
 
     data = read_diffraction(opts.input)
+    from .pattern_input import prepare_input, summary_line
+
+    data, pattern_report = prepare_input(data, opts.pattern)  # centre, mask, bin, crop
     shape = "x".join(str(n) for n in data.intensity.shape)
     check_memory(estimate_cdi_reconstruction(data.intensity.shape, opts.starts, opts.precision),
                  f"reconstructing a {shape} pattern with {opts.starts} start(s)")
@@ -300,7 +306,9 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
     support, support_label = load_support(opts.support, data)
 
     sw = None
-    use_sw = opts.shrinkwrap if opts.shrinkwrap is not None else opts.sw_given
+    # the default recipe (docs/cdi.md): shrink-wrap is on when the support is not known in
+    # advance (the file has none, or --support auto) unless --no-shrinkwrap; --sw-* turn it on
+    use_sw = opts.shrinkwrap if opts.shrinkwrap is not None else (opts.sw_given or support is None)
     if use_sw:
         s0, s1 = parse_sw_sigma(opts.sw_sigma)
         sw = {"every": opts.sw_every, "threshold": opts.sw_threshold, "sigma_start": s0,
@@ -316,7 +324,7 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
     result = reconstruct(
         data.intensity, support, mask=data.mask, algorithm=opts.algorithm,
         n_iter=opts.iterations, schedule=schedule, real=opts.real, positive=opts.positive,
-        starts=opts.starts, rng=opts.seed, shrinkwrap=sw,
+        starts=opts.starts, rng=opts.seed, shrinkwrap=sw if sw is not None else False,
         progress=False if opts.quiet else None, metric_every=opts.metric_every,
         device=opts.device, precision=opts.precision, checkpoint=checkpoint,
         clip_negative=opts.clip_negative,
@@ -326,6 +334,7 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
     result.config = dict(result.config or {})
     result.config["input"] = str(opts.input)
     result.config["support_source"] = support_label
+    result.config["pattern"] = pattern_report
     if opts.params:
         result.config["params"] = opts.params
     result.provenance = dict(result.provenance or {})
@@ -371,6 +380,7 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
     t = result.timings or {}
     n_done = sum(int(h["iteration"][-1]) for h in result.histories if h.get("iteration"))
     echo(f"input:   {opts.input} ({shape}, {n_meas} of {data.intensity.size} pixels measured)")
+    echo(summary_line(pattern_report))
     echo(f"run:     {chain}, {flags}, {opts.starts} start(s), seed {opts.seed}, "
          f"{result.config.get('device', opts.device)}/{opts.precision}; support {support_label}"
          f"{sw_txt}")
@@ -406,13 +416,15 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
               help="Support: a boolean .npy array, 'auto' (thresholded autocorrelation) or 'file' "
                    "(the one in the input file if any, else auto).")
 @click.option("--shrinkwrap/--no-shrinkwrap", default=None,
-              help="Shrink-wrap support updates (on when any --sw-* option is given).")
+              help="Shrink-wrap support updates (default: on when the support is not known in "
+                   "advance, i.e. the file has none or --support auto; on when any --sw-* "
+                   "option is given).")
 @click.option("--sw-every", type=click.IntRange(min=1), default=20, show_default=True,
               help="Shrink-wrap: iterations between support updates.")
 @click.option("--sw-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              default=0.2, show_default=True,
+              default=0.1, show_default=True,
               help="Shrink-wrap: threshold, fraction of the blurred maximum.")
-@click.option("--sw-sigma", default="3:1.5", show_default=True, metavar="START[:END]",
+@click.option("--sw-sigma", default="2:1", show_default=True, metavar="START[:END]",
               help="Shrink-wrap: Gaussian blur width in pixels, shrinking from START to END.")
 @click.option("--clip-negative", is_flag=True, default=False,
               help="Set negative intensities (background-subtracted data) to zero instead of "
@@ -447,6 +459,8 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
 @click.option("-q", "--quiet", is_flag=True, default=False, help="No progress bar.")
 @click.option("--force", is_flag=True, default=False,
               help="Run even when the estimated memory exceeds the available memory.")
+@pattern_options
+@tomo_options
 @common_options
 @click.pass_context
 def reconstruct(ctx: click.Context, input_file, **values) -> None:
@@ -482,6 +496,17 @@ def reconstruct(ctx: click.Context, input_file, **values) -> None:
 
     from ..tomo.io import is_tomo_file  # tomography tilt series: see cli/reconstruct_tomo.py
 
+    from ..io.ptycho import is_ptycho_file
+    from .pattern_input import given_pattern_options, pattern_settings
+
+    pattern_given = [o for o in given_pattern_options(given)  # --center is also tomography's
+                     if not (o in ("--center", "--no-center") and is_tomo_file(input_file))]
+    if (is_tomo_file(input_file) or is_ptycho_file(input_file)) and pattern_given:
+        from ..core.errors import ConfigError
+
+        raise ConfigError(f"{', '.join(pattern_given)}: for CDI patterns only, "
+                          f"not for {'tomography' if is_tomo_file(input_file) else 'ptychography'}"
+                          " files")
     if is_tomo_file(input_file):
         from .reconstruct_tomo import run_tomo
 
@@ -496,6 +521,9 @@ def reconstruct(ctx: click.Context, input_file, **values) -> None:
         run_ptycho(input_file, values, params, given)
         return
 
+    from .reconstruct_tomo import refuse_non_tomo  # a tomography algorithm/option, no tilt series
+
+    refuse_non_tomo(input_file, values, given)
     if values.get("schedule"):
         ignored = [f"--{n}" for n in ("algorithm", "iterations") if given(n)]
         if ignored:
@@ -512,5 +540,5 @@ def reconstruct(ctx: click.Context, input_file, **values) -> None:
         checkpoint_every=values["checkpoint_every"], resume=values["resume"],
         metric_every=values["metric_every"], figure=not values["no_figure"],
         quiet=values["quiet"], out=values["out"], sw_given=sw_given, force=values["force"],
-        clip_negative=values["clip_negative"])
+        clip_negative=values["clip_negative"], pattern=pattern_settings(values, given))
     run_reconstruction(opts)

@@ -163,7 +163,8 @@ def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
         algorithm's default).
     constraint_update : object, optional
         Run on its cadence whatever the algorithm (shrink-wrap): ``reset()``, ``due(it)``,
-        ``update(problem, estimate)``, ``state_dict()``, ``load_state_dict(d)``.  Needs a
+        ``update(problem, estimate)``, ``state_dict()``, ``load_state_dict(d)`` and optionally
+        ``metrics(problem)`` (a dict merged into the history).  Needs a
         :class:`~phasekit.engine.problem.SupportConstrained` problem.
     checkpoint : path, optional
         File written every ``checkpoint_every`` iterations and at the end of each start.
@@ -291,6 +292,8 @@ def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
                     if (metric_every and it % metric_every == 0) or last:
                         t1 = time.perf_counter()
                         m = algo.metrics()
+                        if constraint_update is not None and hasattr(constraint_update, "metrics"):
+                            m = {**m, **constraint_update.metrics(problem)}  # e.g. sw_area
                         timings["metrics_s"] += time.perf_counter() - t1
                         history["iteration"].append(it)
                         history["stage"].append(st_i)
