@@ -239,7 +239,9 @@ from .info import info  # noqa: E402
 from .reconstruct import reconstruct  # noqa: E402
 from .simulate import simulate  # noqa: E402
 from .kmeans import kmeans  # noqa: E402
+from .preprocess_tomo import preprocess_tomo  # noqa: E402
 
 for _cmd in (simulate, reconstruct, info, algorithms, demo):
     cli.add_command(_cmd)
 cli.add_command(kmeans)
+cli.add_command(preprocess_tomo)

@@ -137,6 +137,9 @@ def read_scan(path, *, angles=None, rows=None, preprocess_data: bool | None = No
         raise FileFormatError(f"{p}: frames of {raw_frames.shape[1]} x {raw_frames.shape[2]} "
                               "pixels are too small")
     do_pre = (layout in RAW_LAYOUTS) if preprocess_data is None else bool(preprocess_data)
+    stored = (ts.params or {}).get("rotation_center") if ts is not None else None
+    if center == "default" and stored is not None:
+        center = float(stored)  # found by 'phasekit preprocess-tomo' and stored with the data
     if center == "default":
         center = "auto" if do_pre else None
     if log is None:
