@@ -117,3 +117,45 @@ def test_fast_pass_with_fixup_has_the_bits_of_the_exact_rule(dtype, rdtype):
     _project_all(zz, amp[:zz.size].copy(), w2)
     K._SERIAL[0](zz, amp[:zz.size].copy(), np.ones(zz.shape, bool))
     assert np.array_equal(zz.view(np.uint8), w2.view(np.uint8))
+
+
+def test_kernels_inlining_the_helpers_are_cached_against_this_module():
+    """numba's disk cache is keyed on the kernel file's stamp only: every kernel module that
+    inlines the helpers compiles with ``jit_with_helpers``, whose cache stamp also carries a
+    digest of ``modulus.py`` (so an edit of the rule invalidates their caches)."""
+    import hashlib
+    from pathlib import Path
+
+    from phasekit.cdi import _saddle_unrolled
+    from phasekit.cdi.saddle import kernels as SK
+    from phasekit.ptycho import kernels as PK
+
+    text = Path(modulus.__file__).read_bytes()
+    assert modulus.HELPERS_STAMP == hashlib.sha256(text).hexdigest()[:16]
+    for disp in (SK.eval2, SK.project_into, SK.apply2p, _saddle_unrolled.eval_kn,
+                 _saddle_unrolled.apply_kn, PK.fused_kernels()[1]):
+        stamp = disp._cache._cache_file._source_stamp
+        assert stamp[1] == modulus.HELPERS_STAMP, disp
+        assert stamp[0] is not None  # numba's own stamp of the kernel's source
+
+
+def test_fused_cdi_projection_fix_up_tests_the_input_not_the_output():
+    """When one pixel needs the exact rule (here z = 0), the fix-up pass must not project again
+    the pixels the fast pass already projected onto a zero or tiny amplitude (they fail the fast
+    test afterwards; projecting them twice changed the sign of zeros and last bits)."""
+    import numpy as np
+    import torch
+
+    from phasekit.cdi.kernels import fourier_project
+    from phasekit.operators.modulus import project_t
+
+    g = np.random.default_rng(0)
+    z = (g.standard_normal((8, 16)) + 1j * g.standard_normal((8, 16))).astype(np.complex64)
+    amp = (g.random((8, 16)) * 3).astype(np.float32)
+    amp[::2, ::3] = 0
+    amp[1, 1], amp[1, 2] = 1e-30, 3e-20
+    z[0, 0] = 0  # forces the fix-up pass
+    want = project_t(torch.from_numpy(z), torch.from_numpy(amp)).numpy()
+    got = torch.from_numpy(z.copy())
+    fourier_project(got, torch.from_numpy(amp), torch.ones(z.shape, dtype=torch.bool))
+    assert np.array_equal(got.numpy().view(np.uint32), want.view(np.uint32))

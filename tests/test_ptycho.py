@@ -419,3 +419,47 @@ def test_crisp_low_dose_xi_rules():
     assert r_1 < 1.5 * r_ep and 1.0 < h1["xi"][-1] / floor < 10.0
     assert r_c < 1.2 * r_ep
     assert r_01 > 3 * r_ep and np.median(h01["step_o_median"]) < 0.04  # lambda_o / 10
+
+
+@pytest.mark.skipif(not __import__("phasekit.ptycho.kernels", fromlist=["HAVE_NUMBA"]).HAVE_NUMBA,
+                    reason="numba not installed")
+@pytest.mark.parametrize("dtype,rdtype", [(np.complex64, np.float32), (np.complex128, np.float64)])
+def test_fused_fourier_projection_is_the_shared_rule(dtype, rdtype):
+    """The fused ptycho Fourier kernel projects with operators.modulus (fast pass + exact rule on
+    the pixels it leaves): bit for bit ``project_t`` in complex64 on random and edge frames --
+    zero, subnormal-|z|^2 (4e-23), subnormal, huge z; zero and tiny amplitudes, which a fix-up
+    after the pass would re-project -- and within 2 eps in complex128 (torch's vectorised
+    float64 root is not always correctly rounded, see test_modulus.py); unmeasured pixels are
+    kept.  Its sums are the float64 R-factor numerator and cost to 1e-6."""
+    from phasekit.operators.modulus import project_t
+    from phasekit.ptycho import kernels as K
+
+    rng = np.random.default_rng(4)
+    z = (rng.standard_normal((24, 40)) + 1j * rng.standard_normal((24, 40))).astype(dtype)
+    tiny = np.finfo(rdtype).smallest_subnormal
+    edge = [0, 3e-23 + 4e-23j, 1e-40 - 1e-41j, complex(tiny, -tiny), 1e19 + 1e19j, -3e38, 1e-20j]
+    z[3, :len(edge)] = np.array(edge).astype(dtype)
+    amp = (rng.random(z.shape) * 5).astype(rdtype)
+    amp[::3, ::4] = 0
+    amp[5, :4] = [tiny, 1e-30, 1e-19, 1e-38]
+    meas = rng.random(z.shape) > 0.1
+    meas[3, :len(edge)] = True
+    fourier = K.fused_kernels()[1]
+    got = z.copy()
+    num, cost = fourier(got, amp, meas)
+    want = torch.where(torch.from_numpy(meas), project_t(torch.from_numpy(z), torch.from_numpy(amp)),
+                       torch.from_numpy(z)).numpy()
+    if rdtype == np.float32:
+        assert np.array_equal(got.view(np.uint8), want.view(np.uint8))
+    else:
+        assert np.allclose(got, want, rtol=2 * np.finfo(rdtype).eps, atol=0)
+        assert np.array_equal(got[~meas], z[~meas])
+    assert np.abs(got[3, 0]) == amp[3, 0] and np.all(np.isfinite(got[np.abs(z) < 1e18]))
+    # the sums: float64 reference (rows without the huge pixels, whose float32 |z|^2 overflows)
+    ok = np.ones(z.shape[0], bool)
+    ok[3] = False
+    zz, aa, mm = z[ok], amp[ok], meas[ok]
+    n2, c2 = fourier(zz.copy(), aa, mm)
+    d = (aa.astype(np.float64) - np.abs(zz.astype(np.complex128))) * mm
+    assert n2 == pytest.approx(np.abs(d).sum(), rel=1e-6)
+    assert c2 == pytest.approx((d * d).sum(), rel=1e-6)

@@ -7,13 +7,14 @@ A real module (not ``exec``) so that numba can cache the compiled code on disk.
 """
 # fmt: off
 # flake8: noqa
-import numba
 import numpy as np
 
-from ..operators.modulus import fast_ok, project_fast, project_pixel
+from ..operators.modulus import (fast_ok, jit_with_helpers, pixel_terms, project_fast,
+                                 project_pixel)
 
-_jit = numba.njit(fastmath=True, cache=True)
-_strict = numba.njit(fastmath=False, error_model="numpy", cache=True)
+# numba.njit(cache=True), the cache also invalidated when operators/modulus.py changes
+_jit = jit_with_helpers(fastmath=True)
+_strict = jit_with_helpers(fastmath=False, error_model="numpy")
 
 
 @_jit
@@ -53,17 +54,10 @@ def eval_k(z, d0, d1, d2, d3, amp, meas, t0, t1, t2, t3, hess, out):
             u3i = a3[i].imag
             re = zf[i].real + t0 * u0r + t1 * u1r + t2 * u2r + t3 * u3r
             im = zf[i].imag + t0 * u0i + t1 * u1i + t2 * u2i + t3 * u3i
-            m2 = re * re + im * im
-            pos = m2 > 0
-            m = np.sqrt(m2)
-            inv = 1.0 / m if pos else 0.0
             ok = mf[i]
-            b = af[i] if ok else 0.0
-            f = b * inv if ok else 1.0
-            pr = re * f if pos or not ok else b
-            pi = im * f
-            s1 += 0.0 if ok else m2
-            s2 += b * m
+            sq, bm, pr, pi, b, inv = pixel_terms(re, im, af[i], ok)
+            s1 += sq
+            s2 += bm
             q0 += u0r * pr + u0i * pi
             q1 += u1r * pr + u1i * pi
             q2 += u2r * pr + u2i * pi
@@ -80,17 +74,10 @@ def eval_k(z, d0, d1, d2, d3, amp, meas, t0, t1, t2, t3, hess, out):
             u3i = a3[i].imag
             re = zf[i].real + t0 * u0r + t1 * u1r + t2 * u2r + t3 * u3r
             im = zf[i].imag + t0 * u0i + t1 * u1i + t2 * u2i + t3 * u3i
-            m2 = re * re + im * im
-            pos = m2 > 0
-            m = np.sqrt(m2)
-            inv = 1.0 / m if pos else 0.0
             ok = mf[i]
-            b = af[i] if ok else 0.0
-            f = b * inv if ok else 1.0
-            pr = re * f if pos or not ok else b
-            pi = im * f
-            s1 += 0.0 if ok else m2
-            s2 += b * m
+            sq, bm, pr, pi, b, inv = pixel_terms(re, im, af[i], ok)
+            s1 += sq
+            s2 += bm
             q0 += u0r * pr + u0i * pi
             q1 += u1r * pr + u1i * pi
             q2 += u2r * pr + u2i * pi
@@ -186,17 +173,10 @@ def setup_k(z, gs, gm, gms, d0, d1, d2, d3, amp, meas, t0, t1, t2, t3, out):
         u3i = a3[i].imag
         re = zf[i].real + t0 * u0r + t1 * u1r + t2 * u2r + t3 * u3r
         im = zf[i].imag + t0 * u0i + t1 * u1i + t2 * u2i + t3 * u3i
-        m2 = re * re + im * im
-        pos = m2 > 0
-        m = np.sqrt(m2)
-        inv = 1.0 / m if pos else 0.0
         ok = mf[i]
-        b = af[i] if ok else 0.0
-        f = b * inv if ok else 1.0
-        pr = re * f if pos or not ok else b
-        pi = im * f
-        s1 += 0.0 if ok else m2
-        s2 += b * m
+        sq, bm, pr, pi, b, inv = pixel_terms(re, im, af[i], ok)
+        s1 += sq
+        s2 += bm
         q0 += u0r * pr + u0i * pi
         q1 += u1r * pr + u1i * pi
         q2 += u2r * pr + u2i * pi
@@ -302,17 +282,10 @@ def eval_kn(z, gs, gm, gms, d2, d3, amp, meas, t0, t1, t2, t3, hess, out):
             u3i = a3[i].imag
             re = zf[i].real + t0 * u0r + t1 * u1r + t2 * u2r + t3 * u3r
             im = zf[i].imag + t0 * u0i + t1 * u1i + t2 * u2i + t3 * u3i
-            m2 = re * re + im * im
-            pos = m2 > 0
-            m = np.sqrt(m2)
-            inv = 1.0 / m if pos else 0.0
             ok = mf[i]
-            b = af[i] if ok else 0.0
-            f = b * inv if ok else 1.0
-            pr = re * f if pos or not ok else b
-            pi = im * f
-            s1 += 0.0 if ok else m2
-            s2 += b * m
+            sq, bm, pr, pi, b, inv = pixel_terms(re, im, af[i], ok)
+            s1 += sq
+            s2 += bm
             q0 += u0r * pr + u0i * pi
             q1 += u1r * pr + u1i * pi
             q2 += u2r * pr + u2i * pi
@@ -329,17 +302,10 @@ def eval_kn(z, gs, gm, gms, d2, d3, amp, meas, t0, t1, t2, t3, hess, out):
             u3i = a3[i].imag
             re = zf[i].real + t0 * u0r + t1 * u1r + t2 * u2r + t3 * u3r
             im = zf[i].imag + t0 * u0i + t1 * u1i + t2 * u2i + t3 * u3i
-            m2 = re * re + im * im
-            pos = m2 > 0
-            m = np.sqrt(m2)
-            inv = 1.0 / m if pos else 0.0
             ok = mf[i]
-            b = af[i] if ok else 0.0
-            f = b * inv if ok else 1.0
-            pr = re * f if pos or not ok else b
-            pi = im * f
-            s1 += 0.0 if ok else m2
-            s2 += b * m
+            sq, bm, pr, pi, b, inv = pixel_terms(re, im, af[i], ok)
+            s1 += sq
+            s2 += bm
             q0 += u0r * pr + u0i * pi
             q1 += u1r * pr + u1i * pi
             q2 += u2r * pr + u2i * pi
@@ -423,17 +389,10 @@ def setup_kn(z, gs, gm, gms, d2, d3, amp, meas, t0, t1, t2, t3, out):
         u3i = a3[i].imag
         re = zf[i].real + t0 * u0r + t1 * u1r + t2 * u2r + t3 * u3r
         im = zf[i].imag + t0 * u0i + t1 * u1i + t2 * u2i + t3 * u3i
-        m2 = re * re + im * im
-        pos = m2 > 0
-        m = np.sqrt(m2)
-        inv = 1.0 / m if pos else 0.0
         ok = mf[i]
-        b = af[i] if ok else 0.0
-        f = b * inv if ok else 1.0
-        pr = re * f if pos or not ok else b
-        pi = im * f
-        s1 += 0.0 if ok else m2
-        s2 += b * m
+        sq, bm, pr, pi, b, inv = pixel_terms(re, im, af[i], ok)
+        s1 += sq
+        s2 += bm
         q0 += u0r * pr + u0i * pi
         q1 += u1r * pr + u1i * pi
         q2 += u2r * pr + u2i * pi

@@ -28,6 +28,7 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
     """Compile the fused kernels.  They are written branch-free (selects, no reductions) so that
     LLVM vectorises them: ~10 us for a 256^2 complex64 modulus projection on one core."""
     rng = numba.prange if parallel else range
+    _BLOCK = 4096  # pixels per block of the modulus projection (32 KiB of complex64)
     jit = numba.njit(fastmath=True, cache=True, parallel=parallel)
     # kernels that store a modulus projection: strict IEEE arithmetic (see operators/modulus.py)
     strict = numba.njit(fastmath=False, error_model="numpy", cache=True, parallel=parallel)
@@ -35,22 +36,33 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
     @strict
     def fourier_project(z, amp, meas):
         # the fast pass (bits of project_pixel where it applies), then the exact rule on the rare
-        # pixels it leaves unchanged (zero, tiny, huge, non-finite): see operators/modulus.py
+        # pixels it leaves unchanged (zero, tiny, huge, non-finite): see operators/modulus.py.
+        # Block by block with the block's input kept in a cache-resident copy: the fix-up must
+        # test the *input* (a pixel projected onto a zero or tiny amplitude fails fast_ok
+        # afterwards, and projecting it again would change its bits).
         zf = z.ravel()
         af = amp.ravel()
         mf = meas.ravel()
-        nbad = 0
-        for i in rng(zf.size):
-            v = zf[i]
-            re2, im2, ok, bad = project_fast(v.real, v.imag, af[i], mf[i])
-            nbad += bad
-            zf[i] = complex(re2, im2)
-        if nbad:
-            for i in range(zf.size):
-                v = zf[i]
-                if mf[i] and not fast_ok(v.real, v.imag):
-                    re2, im2 = project_pixel(v.real, v.imag, af[i])
-                    zf[i] = complex(re2, im2)
+        n = zf.size
+        for bi in rng((n + _BLOCK - 1) // _BLOCK):
+            lo = bi * _BLOCK
+            hi = min(lo + _BLOCK, n)
+            zb = zf[lo:hi]
+            ab = af[lo:hi]
+            mb = mf[lo:hi]
+            ib = zb.copy()  # the block's input (a memcpy, cache-resident)
+            nbad = 0
+            for j in range(ib.size):
+                v = ib[j]
+                re2, im2, ok, bad = project_fast(v.real, v.imag, ab[j], mb[j])
+                nbad += bad
+                zb[j] = complex(re2, im2)
+            if nbad:
+                for j in range(ib.size):
+                    v = ib[j]
+                    if mb[j] and not fast_ok(v.real, v.imag):
+                        re2, im2 = project_pixel(v.real, v.imag, ab[j])
+                        zb[j] = complex(re2, im2)
 
     @jit
     def er_update(x, y, supp, real, positive):

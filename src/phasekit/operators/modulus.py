@@ -39,7 +39,20 @@ import numpy as np
 import torch
 
 __all__ = ["project_pixel", "project_fast", "fast_ok", "pixel_terms", "project_parts_t", "project_t",
-           "HAVE_NUMBA"]
+           "HAVE_NUMBA", "HELPERS_STAMP", "jit_with_helpers"]
+
+#: A digest of this file's text.  numba's on-disk cache (``cache=True``) is keyed on the stamp
+#: (mtime, size) of the *kernel's* source file only, so a kernel that inlines the helpers below
+#: would keep running stale machine code after this file changed; kernels compiled with
+#: :func:`jit_with_helpers` add this digest to their cache stamp.
+try:
+    import hashlib
+
+    with open(__file__, "rb") as _fh:
+        HELPERS_STAMP = hashlib.sha256(_fh.read()).hexdigest()[:16]
+    del _fh
+except OSError:  # pragma: no cover - e.g. run from a zip archive: no on-disk cache either
+    HELPERS_STAMP = "unknown"
 
 #: (lo, hi, scale up, scale down): rescale z when max(|re|, |im|) < lo or > hi (powers of two)
 _LIMITS = {np.dtype(np.float32): (2.0 ** -60, 2.0 ** 60, 2.0 ** 90, 2.0 ** -90),
@@ -145,8 +158,48 @@ try:  # numba is optional at run time
     fast_ok = numba.njit(inline="always", cache=True)(_fast_ok_py)
     pixel_terms = numba.njit(inline="always", cache=True)(_pixel_terms_py)
     HAVE_NUMBA = True
+
+    def jit_with_helpers(**flags):
+        """``numba.njit(cache=True, **flags)`` for kernels that inline the helpers of this
+        module: their on-disk cache is also invalidated when this file changes (see
+        :data:`HELPERS_STAMP`).
+
+        numba keys a cache index on ``(mtime, size)`` of the kernel's own file; the index loader
+        discards the index when its stored stamp differs from the dispatcher's, so the
+        dispatcher's stamp is extended with :data:`HELPERS_STAMP`.  That stamp lives in numba's
+        ``_cache._cache_file._source_stamp`` (numba 0.57-0.61 at least); if a numba version does
+        not have it, the kernel is compiled without an on-disk cache (correct, only slower to
+        start) -- ``tests/test_modulus.py`` checks which case applies.
+
+        Examples
+        --------
+        In a kernel module (a file: numba caches only functions defined in one)::
+
+            strict = jit_with_helpers(fastmath=False, error_model="numpy")
+
+            @strict
+            def first(z, b):
+                return project_pixel(z.real, z.imag, b)[0]
+
+        >>> len(HELPERS_STAMP)
+        16
+        """
+        def deco(fn):
+            disp = numba.njit(cache=True, **flags)(fn)
+            cf = getattr(getattr(disp, "_cache", None), "_cache_file", None)
+            stamp = getattr(cf, "_source_stamp", None)
+            if stamp is not None:
+                cf._source_stamp = (stamp, HELPERS_STAMP)
+            else:  # pragma: no cover - another numba: no on-disk cache rather than a stale one
+                disp = numba.njit(cache=False, **flags)(fn)
+            return disp
+        return deco
 except ImportError:  # pragma: no cover - exercised only without numba
     HAVE_NUMBA = False
+
+    def jit_with_helpers(**flags):  # noqa: ARG001 - same signature as with numba
+        """Without numba: kernels are not compiled (callers check ``HAVE_NUMBA``)."""
+        raise ImportError("numba is not installed")
 
 project_pixel.__doc__ = """Modulus projection of one pixel: ``b z / |z|`` (``(b, 0)`` where ``z = 0``).
 
@@ -172,7 +225,10 @@ else 1)``; ``ok = m and good``; ``(re', im') = (re f, im f)`` where ``ok``, ``(r
 :func:`project_pixel`: the exact rule then has ``max(|re|, |im|)`` in ``[lo, hi]``, multiplies by
 1 (exact) and does the same operations.  Where ``bad`` the caller applies :func:`project_pixel`
 in a second, serial pass over the pixels :func:`fast_ok` rejects (rare: zero or extreme moduli),
-run only when it counted some.  Numba only.  (Returning ``(re', im')`` already selected, rather
+run only when it counted some; that pass must test :func:`fast_ok` on the *input* pixel (or a
+flag the first pass stored), not on the projected one: a pixel projected with a zero or tiny
+``b`` fails :func:`fast_ok` as well, and re-projecting it changes bits (the sign of a zero).
+Numba only.  (Returning ``(re', im')`` already selected, rather
 than ``re f``, is what lets LLVM vectorise the caller's loop best: 97 us against 147 us for a
 256^2 complex64 projection on an AMD EPYC core.)
 

@@ -28,9 +28,12 @@ def _build():  # pragma: no cover - compiled code
     """Branch-free loops over row views (unit stride, non-negative indices) with real arithmetic
     and scalars in the arrays' precision, so that LLVM vectorises them (~10x faster than the
     naive 2-D form)."""
-    import numba
+    from ..operators.modulus import fast_ok, jit_with_helpers, project_fast, project_pixel
 
-    jit = numba.njit(fastmath=True, cache=True)
+    # numba.njit(cache=True) whose cache also goes stale when operators/modulus.py changes
+    jit = jit_with_helpers(fastmath=True)
+    # kernels that store a modulus projection: strict IEEE arithmetic (see operators/modulus.py)
+    strict = jit_with_helpers(fastmath=False, error_model="numpy")
 
     @jit
     def exit_wave(psi, P, O, y0, x0, bp, bo, ip, io):
@@ -63,33 +66,62 @@ def _build():  # pragma: no cover - compiled code
         return bp[0], bo[0]
 
     @jit
+    def fourier_sums(zrow, arow, mrow):
+        # R-factor numerator and cost terms of one row (measured pixels).  Sums only, nothing
+        # stored, so fastmath (vectorised, reassociated: the same bits run to run on a host, and
+        # an approximate root is allowed here).  |z| in the data precision, each difference
+        # widened to float64 before it is summed: |z| is exact to a few ulp except where the
+        # float32 |z|^2 is subnormal (|z| < 1e-19, counted as 0: an absolute error < 1e-19 in
+        # b - |z|) or overflows (|z| > 1.8e19, not reachable from real frames); the float64
+        # form of both passes in one loop was 2x slower
+        num = 0.0
+        cost = 0.0
+        for j in range(zrow.size):
+            re = zrow[j].real
+            im = zrow[j].imag
+            d = np.float64(arow[j] - np.sqrt(re * re + im * im))
+            ok = mrow[j]
+            num += abs(d) if ok else 0.0
+            cost += d * d if ok else 0.0
+        return num, cost
+
+    @strict
+    def fourier_project(zrow, arow, mrow, buf):
+        # the modulus projection of operators/modulus.py on one row, in place, in the data
+        # precision and strict IEEE: the fast pass into the scratch row buf, the exact rule on the
+        # pixels it left (zero, tiny, huge, non-finite |z|; read from the row, still unchanged),
+        # then the row is written back.  (Not in place: after the pass a projected pixel with a
+        # zero or tiny amplitude fails fast_ok too, and the exact rule on it would change bits,
+        # e.g. the sign of a zero.)  The bits of project_pixel / project_t
+        n = zrow.size
+        nbad = 0
+        for j in range(n):
+            v = zrow[j]
+            re2, im2, ok, bad = project_fast(v.real, v.imag, arow[j], mrow[j])
+            nbad += bad
+            buf[j] = complex(re2, im2)
+        if nbad:
+            for j in range(n):
+                v = zrow[j]
+                if mrow[j] and not fast_ok(v.real, v.imag):
+                    re2, im2 = project_pixel(v.real, v.imag, arow[j])
+                    buf[j] = complex(re2, im2)
+        for j in range(n):
+            zrow[j] = buf[j]
+
+    @jit
     def fourier(z, amp, meas):
-        # Arithmetic in float64 whatever the data precision: in float32 a subnormal |z|^2 > 0
-        # was flushed to zero inside the (fastmath) root and b / |z| made inf/NaN (issue 5
-        # regression test); a nonzero threshold in float32 stopped the loop vectorising (2.5x
-        # slower), while the float64 form costs ~25 % over the unsafe one.
+        # per row: the sums (fastmath), then the projection (strict) of the row still in L1;
+        # separately compiled functions, so each keeps its own floating-point flags
         my, mx = z.shape
+        buf = np.empty(mx, z.dtype)
         num = 0.0
         cost = 0.0
         for i in range(my):
-            zrow = z[i]
-            arow = amp[i]
-            mrow = meas[i]
-            for j in range(mx):
-                re = np.float64(zrow[j].real)
-                im = np.float64(zrow[j].imag)
-                a2 = re * re + im * im
-                a = np.sqrt(a2)
-                b = np.float64(arow[j])
-                ok = mrow[j]
-                d = b - a
-                num += abs(d) if ok else 0.0
-                cost += d * d if ok else 0.0
-                pos = a2 > 0
-                f = b / a if pos else 0.0
-                re2 = re * f if pos else b          # sign(0) = 1
-                im2 = im * f
-                zrow[j] = complex(re2 if ok else re, im2 if ok else im)
+            n, c = fourier_sums(z[i], amp[i], meas[i])
+            num += n
+            cost += c
+            fourier_project(z[i], amp[i], meas[i], buf)
         return num, cost
 
     @jit

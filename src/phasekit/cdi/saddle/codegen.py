@@ -2,8 +2,8 @@
 sum unrolled into scalar accumulators, written out as a real module so that numba caches them.
 
 The per-pixel modulus rule inside the generated kernels is :mod:`phasekit.operators.modulus`
-(``project_fast`` + ``project_pixel`` in the update that stores a projection; the evaluations,
-sums only, write out the operations of ``pixel_terms``).
+(``project_fast`` + ``project_pixel`` in the update that stores a projection, ``pixel_terms``
+in the evaluations, which only sum), inlined as in the hand-written K = 2 kernels.
 """
 from __future__ import annotations
 
@@ -29,20 +29,12 @@ def _unrolled_source(K: int, smask) -> str:
             a(f"{ind}u{k}i = {src[k][1]}")
         a(f"{ind}re = zf[i].real + " + " + ".join(f"t{k} * u{k}r" for k in r))
         a(f"{ind}im = zf[i].imag + " + " + ".join(f"t{k} * u{k}i" for k in r))
-        # the per-pixel terms, written out: the operations of operators.modulus.pixel_terms, kept
-        # inline because the fastmath code LLVM makes of the inlined helper sums the Hessian in
-        # another order (1e-10 relative), which changes SO4D's trajectories
-        a(f"{ind}m2 = re * re + im * im")
-        a(f"{ind}pos = m2 > 0")
-        a(f"{ind}m = np.sqrt(m2)")
-        a(f"{ind}inv = 1.0 / m if pos else 0.0")
+        # the per-pixel terms: the one rule of operators.modulus (pixel_terms, inlined), as in
+        # the hand-written K = 2 kernels of saddle/kernels.py
         a(f"{ind}ok = mf[i]")
-        a(f"{ind}b = af[i] if ok else 0.0")
-        a(f"{ind}f = b * inv if ok else 1.0")
-        a(f"{ind}pr = re * f if pos or not ok else b")
-        a(f"{ind}pi = im * f")
-        a(f"{ind}s1 += 0.0 if ok else m2")
-        a(f"{ind}s2 += b * m")
+        a(f"{ind}sq, bm, pr, pi, b, inv = pixel_terms(re, im, af[i], ok)")  # (e_k: set-up sums)
+        a(f"{ind}s1 += sq")
+        a(f"{ind}s2 += bm")
         for k in r:
             a(f"{ind}q{k} += u{k}r * pr + u{k}i * pi")
         if hess:
@@ -215,10 +207,12 @@ def unrolled_module_text() -> str:
             "``python -c 'from phasekit.cdi.saddle import write_unrolled_module as w; w()'``; a test\n"
             "checks that this file matches the generator).\n\n"
             "A real module (not ``exec``) so that numba can cache the compiled code on disk.\n"
-            '"""\n# fmt: off\n# flake8: noqa\nimport numba\nimport numpy as np\n\n'
-            "from ..operators.modulus import fast_ok, project_fast, project_pixel\n\n"
-            "_jit = numba.njit(fastmath=True, cache=True)\n"
-            '_strict = numba.njit(fastmath=False, error_model="numpy", cache=True)')
+            '"""\n# fmt: off\n# flake8: noqa\nimport numpy as np\n\n'
+            "from ..operators.modulus import (fast_ok, jit_with_helpers, pixel_terms, project_fast,\n"
+            "                                 project_pixel)\n\n"
+            "# numba.njit(cache=True), the cache also invalidated when operators/modulus.py changes\n"
+            "_jit = jit_with_helpers(fastmath=True)\n"
+            '_strict = jit_with_helpers(fastmath=False, error_model="numpy")')
     out = [head]
     for line in _unrolled_source(4, (True, False, True, False)).splitlines():
         if line.startswith("def "):

@@ -13,13 +13,13 @@ K = 4 kernels of SO4D are generated (:mod:`phasekit.cdi.saddle.codegen`).
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from ...operators.modulus import fast_ok, pixel_terms, project_fast, project_pixel
+from ...operators.modulus import fast_ok, jit_with_helpers, pixel_terms, project_fast, project_pixel
 
-_jit = numba.njit(fastmath=True, cache=True)
-_strict = numba.njit(fastmath=False, error_model="numpy", cache=True)
+# numba.njit(cache=True) whose on-disk cache also goes stale when operators/modulus.py changes
+_jit = jit_with_helpers(fastmath=True)
+_strict = jit_with_helpers(fastmath=False, error_model="numpy")
 
 
 @_jit
