@@ -57,6 +57,12 @@ Ambiguities of the paper and the resolutions chosen here (also in docs/kaczmarz.
   unit step makes no progress per epoch and small ``relax`` converges slowly; with ``s <= d/2``
   VR-RK converges like RK on the linear system (tests: phases fixed to the truth's through the
   ``_fixed_phase`` hook).
+* VR-RK control-variate weight (issue 17; docs/kaczmarz.md): with Algorithm 1's unweighted control
+  variate every stationary point of the amplitude loss is an exact fixed point (``x = xbar`` makes
+  every step vanish), while RK stops only at exact solutions; on the noise-free gap problem VR-RK
+  stalled there.  The step is ``x <- x + relax [delta_i(x) - c (delta_i(xbar) - D)]`` with
+  ``c = cv_weight`` (default 0.5; 1 = Algorithm 1, 0 = RK; the mean step is RK's for every ``c``),
+  and ``warmup`` RK epochs may precede the first snapshot (Algorithm 1's ``mu = 0`` start).
 * VR-RK-L2 (eqs. 14-16): per-row ``gamma`` of (14) equals ``rho_row ||a_k||^2``; the implemented
   update is ``x <- x + relax [delta_i(x) - delta_i(xbar) + D - rho_row x] / (1 + rho_row)`` (for
   complex ``x`` identical to (15)-(16)). The parameter ``gamma`` is the objective-level weight of
@@ -438,6 +444,11 @@ class VRRKConfig(RKConfig):
     builds up to ``alpha/(2 - alpha) ||xbar - x*||^2``, so with ``s = m >> d`` and ``relax = 1`` an
     epoch does not reduce the error at all, and only ``relax << 1`` (slow) converges.
     ``epoch_length`` and ``relax`` stay free (``epoch_length=m, relax=0.2`` is the former default).
+
+    ``cv_weight = 0.5`` (issue 17): Algorithm 1's weight 1 makes every stationary point of the
+    loss a fixed point and stalled on the noise-free gap benchmark; 0.5 keeps half of RK's row
+    noise, so only exact solutions are fixed points (``cv_weight=1`` for noisy data, where the
+    full variance reduction is the point).  ``warmup`` RK epochs before the first snapshot.
     """
 
     relax: float = Field(1.0, gt=0.0, description="relaxation alpha of every row step (1 = the paper's unit step)")
@@ -446,6 +457,9 @@ class VRRKConfig(RKConfig):
         None, ge=1, description="snapshot every s row steps (default d/2, d = real unknowns: |S| real, 2|S| complex)")
     variant: Literal["canonical", "literal"] = Field(
         "canonical", description="canonical: snapshot at the start; literal: printed Algorithm 1 layout")
+    warmup: int = Field(0, ge=0, description="plain RK epochs before the first snapshot (Algorithm 1's mu = 0 start)")
+    cv_weight: float = Field(0.5, ge=0.0, le=1.0,
+                             description="weight c of the control variate delta_i(xbar) - D (1 = Algorithm 1, 0 = RK)")
 
 
 class VRRKL2Config(VRRKConfig):
@@ -454,11 +468,17 @@ class VRRKL2Config(VRRKConfig):
     at eps = 0.01; docs/kaczmarz.md)."""
 
     gamma: float = Field(1e-4, ge=0.0, description="L2 weight of eq. (13), objective level (unitary units)")
+    cv_weight: float = Field(1.0, ge=0.0, le=1.0,
+                             description="weight of the control variate (1 = Algorithm 1: the regularised "
+                                         "objective is inconsistent, so a weight < 1 would leave row noise)")
 
 
 class VRRKL1Config(VRRKConfig):
     lam_rel: float | None = Field(1e-3, ge=0.0,
                                   description="L1 weight relative to the object RMS: lam = 2 lam_rel ||b||/sqrt(|S|)")
+    cv_weight: float = Field(1.0, ge=0.0, le=1.0,
+                             description="weight of the control variate (1 = Algorithm 1: the regularised "
+                                         "objective is inconsistent, so a weight < 1 would leave row noise)")
 
 
 # --------------------------------------------------------------------------- algorithms
@@ -488,6 +508,8 @@ class RandomizedKaczmarz(Algorithm):
         gram_rcond, seed, backend = cfg.gram_rcond, cfg.seed, cfg.backend
         epoch_length = getattr(cfg, "epoch_length", None)
         variant = getattr(cfg, "variant", "canonical")
+        self.warmup = int(getattr(cfg, "warmup", 0))
+        self.cv_weight = float(getattr(cfg, "cv_weight", 1.0))
         if getattr(problem, "ndim", 2) != 2:
             raise InputError(f"Kaczmarz methods support 2-D patterns only, got shape {tuple(problem.shape)}")
         self.relax = float(relax)
@@ -510,6 +532,7 @@ class RandomizedKaczmarz(Algorithm):
         self._fixed_phase: torch.Tensor | None = None
         self._since_snap = 0
         self._cv_active = False
+        self._epoch = 0  # epochs done (the RK warm-up counts them)
 
     # ---- rng from the driver (one independent stream per start)
     def bind_rng(self, rng) -> None:
@@ -563,10 +586,11 @@ class RandomizedKaczmarz(Algorithm):
         self._new_vector()
         self._since_snap = 0
         self._cv_active = False
+        self._epoch = 0
         if self.variance_reduced:
-            if self.variant == "canonical":
+            if self.variant == "canonical" and self.warmup == 0:
                 self._snapshot()
-            else:  # literal Algorithm 1: mu_i(xbar) = 0, mubar = 0 until the first snapshot
+            else:  # Algorithm 1's start: mu_i(xbar) = 0, mubar = 0 until the first snapshot
                 self._cbar = torch.zeros(self.rows.m, dtype=torch.complex128, device=p.device)
                 self._D = torch.zeros_like(self.xs)
 
@@ -604,6 +628,7 @@ class RandomizedKaczmarz(Algorithm):
             self._cbar = torch.from_numpy(cn)
             D = R.adjoint(self._cbar.to(R.dtype)).to(torch.complex128) / R.m
             self._D = (D.real if self._real else D).to(self.xs.dtype).contiguous()
+            self._weight_cv()
             self._cv_active = True
             return
         if self._fixed_phase is not None:
@@ -620,7 +645,14 @@ class RandomizedKaczmarz(Algorithm):
         self._cbar = c.contiguous()
         D = R.adjoint(c.to(R.dtype)).to(torch.complex128) / R.m
         self._D = (D.real if self._real else D).to(self.xs.dtype).contiguous()
+        self._weight_cv()
         self._cv_active = True
+
+    def _weight_cv(self):
+        """Scale the control variate ``delta_i(xbar) - D`` by ``cv_weight`` (1 = Algorithm 1)."""
+        if self.cv_weight != 1.0:
+            self._cbar.mul_(self.cv_weight)
+            self._D.mul_(self.cv_weight)
 
     # ---- one epoch
     def _run_rows(self, order: np.ndarray):
@@ -660,13 +692,20 @@ class RandomizedKaczmarz(Algorithm):
             self.x = p.constrain(x).contiguous()
             self._new_vector()
             self._since_snap = 0
-            if self.variance_reduced:
+            if self.variance_reduced and self._epoch >= self.warmup:
                 self._snapshot()
         order = self._draw()
-        if not self.variance_reduced:
+        if not self.variance_reduced or self._epoch < self.warmup:
+            # RK, or VR-RK's RK warm-up (Algorithm 1 with mu = 0 before the first snapshot)
             self._run_rows(order)
             self._project()
+            self._epoch += 1
+            if self.variance_reduced and self._epoch == self.warmup:
+                self._since_snap = 0
+                if self.variant == "canonical":
+                    self._snapshot()
         else:
+            self._epoch += 1
             pos = 0
             while pos < order.size:
                 n = min(order.size - pos, self.s - self._since_snap)
@@ -702,7 +741,7 @@ class RandomizedKaczmarz(Algorithm):
     def state_dict(self):
         st = {"x": self.x, "xs": self.xs,
               "rng_state": self.rng.bit_generator.state if self.rng is not None else None,
-              "since_snap": self._since_snap, "cv_active": self._cv_active}
+              "since_snap": self._since_snap, "cv_active": self._cv_active, "epoch": self._epoch}
         if self.variance_reduced:
             # the control variate at the snapshot point: without it a resumed run would retake
             # the snapshot at the current x and drift from the uninterrupted one
@@ -720,6 +759,7 @@ class RandomizedKaczmarz(Algorithm):
         self.xs = state["xs"].to(dev).contiguous().clone()
         self._since_snap = int(state["since_snap"])
         self._cv_active = bool(state["cv_active"])
+        self._epoch = int(state.get("epoch", 0))
         if self.variance_reduced:
             self._cbar = state["cbar"].to(dev).contiguous().clone()
             self._D = state["D"].to(dev).contiguous().clone()
