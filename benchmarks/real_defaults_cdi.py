@@ -2,14 +2,16 @@
 support, on isolated real and complex objects at three photon levels (issue 12, item 8, CDI half).
 
 Default recipe: ``reconstruct(I, mask=mask)``: autocorrelation support, shrink-wrap (defaults),
-HIO:800,ER:200, complex object model (no realness / positivity).  Reference: the same chain
+HIO:800,ER:200, complex object model (no realness / positivity), 2 starts with shrink-wrap
+thresholds 0.1 and 0.05, the lower final R-factor reported.  Previous recipe (one start,
+threshold 0.1, results of 2026-12-05): 24% success overall (virus 67%, blobs 4%, vesicle 0%).  Reference: the same chain
 ``HIO:800,ER:200`` with the simulator's support (true support dilated by 2 px), no shrink-wrap.
 Success: aligned relative error (translation, twin, global phase removed) below 0.1.
 
 Sizes: 128^2 patterns, objects 32 px (linear oversampling 4), beamstop radius 2 px; objects
 virus, blobs, vesicle, real and complex (smooth phase up to 1 rad); photons 1e6, 1e7, 1e9; seeds
 0-3 (data seed = start seed).  Writes results/real_defaults_cdi.{json,md,png}.
-Run: ``python benchmarks/real_defaults_cdi.py`` (about 3 min on 2 cores).
+Run: ``python benchmarks/real_defaults_cdi.py`` (about 6 min on 2 cores).
 """
 from __future__ import annotations
 

@@ -18,6 +18,10 @@ from .shrinkwrap import ShrinkWrap
 ER_TAIL_ALGORITHMS = ("hio", "raar")
 #: fraction of the iterations given to the ER tail in the default recipe
 DEFAULT_ER_TAIL = 0.2
+#: shrink-wrap thresholds of the default recipe's starts (start i uses the i-th); the start with
+#: the lowest final R-factor is reported (docs/cdi.md "Default recipe": no single threshold
+#: suits both compact and faint-edged objects, and the final R_F tells which one fitted)
+DEFAULT_START_THRESHOLDS = (0.1, 0.05)
 
 
 def default_schedule(algorithm: str, n_iter: int | None, er_tail: float = DEFAULT_ER_TAIL) -> str | None:
@@ -47,7 +51,7 @@ def default_schedule(algorithm: str, n_iter: int | None, er_tail: float = DEFAUL
 
 def reconstruct(data, support=None, *, algorithm: str = "hio", n_iter: int | None = None,
                 schedule: str | None = None, mask=None, real: bool = False, positive: bool = False,
-                starts: int = 1, rng=None, x0=None, shrinkwrap: ShrinkWrap | dict | bool | None = None,
+                starts: int | None = None, rng=None, x0=None, shrinkwrap: ShrinkWrap | dict | bool | None = None,
                 callback=None, progress: bool | None = None, metric_every: int = 1,
                 keep_best: bool | None = None, device=None, precision: str = "single",
                 checkpoint=None, checkpoint_every: int = 100, resume=None,
@@ -76,7 +80,9 @@ def reconstruct(data, support=None, *, algorithm: str = "hio", n_iter: int | Non
     real, positive : bool
         Object constraints.
     starts, rng : int
-        Random starts (best-of-N by final R-factor) and their seed.
+        Random starts (best-of-N by final R-factor) and their seed.  None (default): 1, or
+        ``len(DEFAULT_START_THRESHOLDS)`` (2) in the default recipe, one per shrink-wrap
+        threshold.
     shrinkwrap : ShrinkWrap, dict of its parameters, True, False or None
         None (default): shrink-wrap with its defaults when no support is given, none otherwise;
         True: the defaults; False: off.
@@ -103,7 +109,11 @@ def reconstruct(data, support=None, *, algorithm: str = "hio", n_iter: int | Non
                                          precision=precision, clip_negative=clip_negative)
     sw = shrinkwrap
     if sw is None and auto_support:
-        sw = ShrinkWrap()
+        sw = ShrinkWrap(start_thresholds=DEFAULT_START_THRESHOLDS)
+        if starts is None:
+            starts = len(DEFAULT_START_THRESHOLDS)
+    if starts is None:
+        starts = 1
     if sw is True:
         sw = ShrinkWrap()
     elif isinstance(sw, dict):

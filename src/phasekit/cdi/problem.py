@@ -53,7 +53,7 @@ class CDIProblem:
     @classmethod
     def from_arrays(cls, intensity, support=None, mask=None, *, real: bool = False,
                     positive: bool = False, device=None, precision: str = "single",
-                    clip_negative: bool = False, support_threshold: float = 0.04):
+                    clip_negative: bool = False, support_threshold: float | None = None):
         """Validate centred NumPy (or torch) arrays and build the problem.
 
         Parameters
@@ -95,8 +95,10 @@ class CDIProblem:
         if not (I[m] > 0).any():
             raise InputError("intensity is zero on every measured pixel")
         if support is None:
-            from .shrinkwrap import autocorrelation_support
-            s = autocorrelation_support(I, m, threshold=support_threshold)
+            from .shrinkwrap import AC_THRESHOLD, autocorrelation_support
+
+            s = autocorrelation_support(I, m, threshold=AC_THRESHOLD if support_threshold is None
+                                        else support_threshold)
         else:
             s = _check_array("support", support)
             if s.shape != I.shape:

@@ -25,6 +25,8 @@ shrink-wrap with guards (Marchesini et al., Phys. Rev. B 68, 140101(R) (2003)).
   estimate cut to the new support by more than a relative margin is rejected.  ``history``
   gets ``sw_area`` (support pixels), ``sw_limited`` and ``sw_rejected`` (updates limited /
   rejected so far) at every recorded iteration; ``ShrinkWrap.events`` lists every update.
+  ``start_thresholds`` gives each random start its own threshold (the default recipe runs 0.1
+  and 0.05 and reports the start with the lower final R-factor).
 
 :class:`ShrinkWrap` is run by the shared driver on its cadence, so it works with every algorithm
 (ER, HIO, RAAR, OSS, GPS and the ones built later).
@@ -36,7 +38,7 @@ import math
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy import ndimage
 
 from ..core.errors import ConfigError, InputError
@@ -44,7 +46,7 @@ from ..core.errors import ConfigError, InputError
 log = logging.getLogger("phasekit")
 
 #: default relative threshold of the autocorrelation support
-AC_THRESHOLD = 0.02
+AC_THRESHOLD = 0.04
 #: default width (pixels) of the Gaussian that smooths the autocorrelation
 AC_SMOOTH = 1.0
 
@@ -119,7 +121,7 @@ def autocorrelation_support(intensity, mask=None, *, threshold: float = AC_THRES
     mask : bool array, optional
         True = measured.  Unmeasured pixels are filled (:func:`fill_missing_centre`).
     threshold : float
-        Fraction of the autocorrelation's peak (0.02).  Doubled while the support touches the
+        Fraction of the autocorrelation's peak (0.04).  Doubled while the support touches the
         array border.
     smooth : float
         Width (pixels) of the Gaussian that smooths the autocorrelation (a Gaussian window on
@@ -200,6 +202,15 @@ class ShrinkWrapConfig(BaseModel):
                                  description="drop connected pieces below this fraction of the support")
     rf_margin: float | None = Field(None, ge=0,
                                     description="reject an update that raises R_F by more (None: off)")
+    start_thresholds: tuple[float, ...] | None = Field(
+        None, min_length=1, description="threshold of start i: the i-th, cycled (None: threshold)")
+
+    @field_validator("start_thresholds")
+    @classmethod
+    def _thresholds_in_range(cls, v):
+        if v is not None and not all(0 < t < 1 for t in v):
+            raise ValueError(f"start thresholds must be in (0, 1), got {list(v)}")
+        return v
 
 
 class ShrinkWrap:
@@ -217,7 +228,7 @@ class ShrinkWrap:
     threshold : float
         Fraction of the blurred maximum above which a pixel is in the support (0.1).
     min_area_fraction : float
-        Guard: one update keeps at least this fraction of the current area (0.8); 0 turns it off.
+        Guard: one update keeps at least this fraction of the current area (0.5); 0 turns it off.
     min_component : float
         Guard: connected pieces smaller than this fraction of the new support are dropped (0.02).
     rf_margin : float or None
@@ -225,6 +236,10 @@ class ShrinkWrap:
         that of the estimate by more than this relative margin (e.g. 0.25).  None (default):
         off, because while the support is loose HIO's estimate loses more than that on any cut
         (measured, docs/cdi.md).
+    start_thresholds : tuple of float or None
+        Start ``i`` of a multi-start run uses ``start_thresholds[i % len]`` instead of
+        ``threshold`` (the driver calls :meth:`begin_start`); the default recipe uses (0.1, 0.05)
+        with two starts and keeps the lower final R-factor (docs/cdi.md "Default recipe").
 
     Examples
     --------
@@ -234,11 +249,13 @@ class ShrinkWrap:
     """
 
     def __init__(self, every=20, *, start=0, stop=None, sigma_start=2.0, sigma_end=1.0, decay=0.97,
-                 threshold=0.1, min_area_fraction=0.5, min_component=0.02, rf_margin=None):
+                 threshold=0.1, min_area_fraction=0.5, min_component=0.02, rf_margin=None,
+                 start_thresholds=None):
         cfg = ShrinkWrapConfig(every=every, start=start, stop=stop, sigma_start=sigma_start,
                                sigma_end=sigma_end, decay=decay, threshold=threshold,
                                min_area_fraction=min_area_fraction, min_component=min_component,
-                               rf_margin=rf_margin)
+                               rf_margin=rf_margin,
+                               start_thresholds=start_thresholds)
         if cfg.sigma_end > cfg.sigma_start:
             raise ConfigError(f"shrinkwrap: sigma_end {cfg.sigma_end:g} exceeds sigma_start "
                               f"{cfg.sigma_start:g}")
@@ -250,6 +267,7 @@ class ShrinkWrap:
         self.n_updates = 0
         self.n_limited = 0
         self.n_rejected = 0
+        self.start_index = 0
         self.events: list[dict] = []
 
     def due(self, iteration: int) -> bool:
@@ -261,7 +279,7 @@ class ShrinkWrap:
     def new_support(self, estimate: torch.Tensor, ndim: int) -> torch.Tensor:
         """The unguarded shrink-wrap support: blurred ``|estimate|`` above the threshold."""
         blurred = gaussian_blur_work(estimate.abs().to(estimate.real.dtype), self.sigma, ndim)
-        return blurred >= self.cfg.threshold * blurred.max()
+        return blurred >= self.current_threshold() * blurred.max()
 
     def _drop_fragments(self, new: torch.Tensor) -> torch.Tensor:
         if self.cfg.min_component <= 0:
@@ -274,12 +292,23 @@ class ShrinkWrap:
         keep = np.flatnonzero(sizes >= self.cfg.min_component * s.sum()) + 1
         return torch.from_numpy(np.isin(lab, keep)).to(new.device)
 
+    def begin_start(self, index: int) -> None:
+        """Called by the driver after :meth:`reset` at the start of random start ``index``."""
+        self.start_index = int(index)
+
+    def current_threshold(self) -> float:
+        """The threshold of this start: ``start_thresholds[start_index % len]`` or ``threshold``."""
+        c = self.cfg
+        if c.start_thresholds is None:
+            return c.threshold
+        return float(c.start_thresholds[self.start_index % len(c.start_thresholds)])
+
     def update(self, problem, estimate: torch.Tensor) -> None:
         """Replace ``problem.support`` in place, through the guards (see the class doc)."""
         c = self.cfg
         area = int(problem.support.sum())
         blurred = gaussian_blur_work(estimate.abs().to(estimate.real.dtype), self.sigma, problem.ndim)
-        new = blurred >= c.threshold * blurred.max()
+        new = blurred >= self.current_threshold() * blurred.max()
         new = self._drop_fragments(new)
         floor = min(int(math.ceil(c.min_area_fraction * area)), new.numel())
         action = "updated"
@@ -289,6 +318,8 @@ class ShrinkWrap:
             action = "limited"
             self.n_limited += 1
         event = {"update": self.n_updates, "area_before": area, "area": int(new.sum())}
+        if c.start_thresholds is not None:
+            event["threshold"] = self.current_threshold()
         if not new.any():
             self._reject(event, "empty support")
             return
@@ -319,11 +350,12 @@ class ShrinkWrap:
 
     def state_dict(self):
         return {"sigma": self.sigma, "n_updates": self.n_updates, "n_limited": self.n_limited,
-                "n_rejected": self.n_rejected, "events": [dict(e) for e in self.events]}
+                "n_rejected": self.n_rejected, "start_index": self.start_index, "events": [dict(e) for e in self.events]}
 
     def load_state_dict(self, d):
         self.sigma, self.n_updates = float(d["sigma"]), int(d["n_updates"])
         self.n_limited, self.n_rejected = int(d.get("n_limited", 0)), int(d.get("n_rejected", 0))
+        self.start_index = int(d.get("start_index", 0))
         self.events = [dict(e) for e in d.get("events", [])]
 
     def to_dict(self):

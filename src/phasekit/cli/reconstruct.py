@@ -226,6 +226,8 @@ class ReconOptions:
     quiet: bool = False
     out: str | None = None
     sw_given: bool = False
+    sw_threshold_given: bool = False
+    starts_given: bool = True
     clip_negative: bool = False
     force: bool = False
     pattern: dict = field(default_factory=dict)  # --center/--bin/--crop/--mask...: pattern_input
@@ -300,8 +302,9 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
 
     data, pattern_report = prepare_input(data, opts.pattern)  # centre, mask, bin, crop
     shape = "x".join(str(n) for n in data.intensity.shape)
-    check_memory(estimate_cdi_reconstruction(data.intensity.shape, opts.starts, opts.precision),
-                 f"reconstructing a {shape} pattern with {opts.starts} start(s)")
+    n_starts = max(int(opts.starts or 1), 2)  # the default recipe may run two starts
+    check_memory(estimate_cdi_reconstruction(data.intensity.shape, n_starts, opts.precision),
+                 f"reconstructing a {shape} pattern with up to {n_starts} start(s)")
     check_params(opts.params)
     support, support_label = load_support(opts.support, data)
 
@@ -313,6 +316,14 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
         s0, s1 = parse_sw_sigma(opts.sw_sigma)
         sw = {"every": opts.sw_every, "threshold": opts.sw_threshold, "sigma_start": s0,
               "sigma_end": s1}
+    starts = opts.starts
+    if use_sw and support is None and not opts.sw_threshold_given:
+        # the default recipe: one start per threshold, the lowest final R_F reported (docs/cdi.md)
+        from ..cdi.api import DEFAULT_START_THRESHOLDS
+
+        sw["start_thresholds"] = list(DEFAULT_START_THRESHOLDS)
+        if not opts.starts_given:
+            starts = len(DEFAULT_START_THRESHOLDS)
 
     schedule = opts.schedule  # '' is an error (an empty chain), not "no chain"
 
@@ -324,7 +335,7 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
     result = reconstruct(
         data.intensity, support, mask=data.mask, algorithm=opts.algorithm,
         n_iter=opts.iterations, schedule=schedule, real=opts.real, positive=opts.positive,
-        starts=opts.starts, rng=opts.seed, shrinkwrap=sw if sw is not None else False,
+        starts=starts, rng=opts.seed, shrinkwrap=sw if sw is not None else False,
         progress=False if opts.quiet else None, metric_every=opts.metric_every,
         device=opts.device, precision=opts.precision, checkpoint=checkpoint,
         clip_negative=opts.clip_negative,
@@ -374,14 +385,16 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
     chain = " -> ".join(f"{a.upper()}:{n}" for a, n, *_ in stages)
     flags = ", ".join(f for f, on in (("real", opts.real), ("positive", opts.positive)) if on)
     flags = flags or "complex"
-    sw_txt = (f", shrink-wrap every {sw['every']} (threshold {sw['threshold']:g}, sigma "
+    th_txt = ("/".join(f"{t:g}" for t in sw["start_thresholds"]) + " by start"
+              if sw and sw.get("start_thresholds") else f"{sw['threshold']:g}" if sw else "")
+    sw_txt = (f", shrink-wrap every {sw['every']} (threshold {th_txt}, sigma "
               f"{sw['sigma_start']:g}->{sw['sigma_end']:g})") if sw else ""
     rfs = result.rfactors
     t = result.timings or {}
     n_done = sum(int(h["iteration"][-1]) for h in result.histories if h.get("iteration"))
     echo(f"input:   {opts.input} ({shape}, {n_meas} of {data.intensity.size} pixels measured)")
     echo(summary_line(pattern_report))
-    echo(f"run:     {chain}, {flags}, {opts.starts} start(s), seed {opts.seed}, "
+    echo(f"run:     {chain}, {flags}, {starts} start(s), seed {opts.seed}, "
          f"{result.config.get('device', opts.device)}/{opts.precision}; support {support_label}"
          f"{sw_txt}")
     echo(f"R_F:     best {result.rfactor:.5g}; per start (best first): "
@@ -423,7 +436,9 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
               help="Shrink-wrap: iterations between support updates.")
 @click.option("--sw-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=0.1, show_default=True,
-              help="Shrink-wrap: threshold, fraction of the blurred maximum.")
+              help="Shrink-wrap: threshold, fraction of the blurred maximum (default recipe, "
+                   "support not known and no --sw-threshold: 0.1 and 0.05, one per start, "
+                   "with 2 starts unless --starts).")
 @click.option("--sw-sigma", default="2:1", show_default=True, metavar="START[:END]",
               help="Shrink-wrap: Gaussian blur width in pixels, shrinking from START to END.")
 @click.option("--clip-negative", is_flag=True, default=False,
@@ -540,5 +555,6 @@ def reconstruct(ctx: click.Context, input_file, **values) -> None:
         checkpoint_every=values["checkpoint_every"], resume=values["resume"],
         metric_every=values["metric_every"], figure=not values["no_figure"],
         quiet=values["quiet"], out=values["out"], sw_given=sw_given, force=values["force"],
+        sw_threshold_given=given("sw_threshold"), starts_given=given("starts"),
         clip_negative=values["clip_negative"], pattern=pattern_settings(values, given))
     run_reconstruction(opts)

@@ -258,6 +258,8 @@ def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
                 resume_state = None
             if constraint_update is not None:
                 constraint_update.reset()
+                if hasattr(constraint_update, "begin_start"):  # e.g. a threshold per start
+                    constraint_update.begin_start(si)
                 if cu_state is not None:
                     constraint_update.load_state_dict(cu_state)
             done_before = sum(s.n_iter for s in stages[:first_stage]) + first_k
