@@ -96,8 +96,8 @@ def test_fbp_is_listed_everywhere():
 
 
 def test_fbp_iterations_and_parameters(tmp_path):
-    from phasekit.tomo.simulate import simulate_tilt_series
     from phasekit.tomo.io import write_tilt_series
+    from phasekit.tomo.simulate import simulate_tilt_series
 
     ts = simulate_tilt_series("vesicle", size=16, angles=np.arange(-60, 61, 10.0), rng=0)
     path = tmp_path / "series.h5"

@@ -176,13 +176,11 @@ def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from phasekit.cdi import CDIProblem
-    >>> from phasekit.engine import build_stages, run
-    >>> I = np.abs(np.fft.fftshift(np.fft.fft2(np.pad(np.ones((4, 4)), 6)))) ** 2
-    >>> res = run(CDIProblem.from_arrays(I), build_stages("er", 5, None, {}), rng=0)
-    >>> res.n_iter
-    5
+    Any modality's problem works (the engine imports none); with ``problem`` a CDI problem,
+    e.g. ``phasekit.cdi.CDIProblem.from_arrays(I)``::
+
+        res = run(problem, build_stages("er", 5, None, {}, modality="cdi"), rng=0)
+        res.n_iter   # 5
     """
     check_problem(problem)
     if isinstance(starts, bool) or int(starts) != starts or starts < 1:
@@ -397,12 +395,9 @@ def solve(problem, *, algorithm: str | None = None, n_iter: int | None = None,
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from phasekit.cdi import CDIProblem
-    >>> from phasekit.engine import solve
-    >>> I = np.abs(np.fft.fftshift(np.fft.fft2(np.pad(np.ones((4, 4)), 6)))) ** 2
-    >>> solve(CDIProblem.from_arrays(I), schedule="HIO:5,ER:5", rng=0).n_iter
-    10
+    With ``problem`` a CDI problem (``phasekit.cdi.CDIProblem.from_arrays(I)``)::
+
+        solve(problem, schedule="HIO:5,ER:5", rng=0).n_iter   # 10
     """
     check_problem(problem)
     stages = build_stages(algorithm if schedule is None else None, n_iter, schedule, params or {},

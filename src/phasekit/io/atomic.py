@@ -14,12 +14,12 @@ when the process that made them (same host, recorded pid) is no longer running.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import re
 import secrets
 import socket
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,7 +41,7 @@ TMP_MARK = "phasekit-tmp"
 
 def host_tag() -> str:
     """Eight hex digits identifying this host (a hash of its name) in temporary file names."""
-    return hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+    return format(zlib.crc32(socket.gethostname().encode("utf-8", "replace")), "08x")
 
 
 def pid_alive(pid: int) -> bool:

@@ -41,15 +41,15 @@ import torch
 __all__ = ["project_pixel", "project_fast", "fast_ok", "pixel_terms", "project_parts_t", "project_t",
            "HAVE_NUMBA", "HELPERS_STAMP", "jit_with_helpers"]
 
-#: A digest of this file's text.  numba's on-disk cache (``cache=True``) is keyed on the stamp
+#: A hash of this file's text.  numba's on-disk cache (``cache=True``) is keyed on the stamp
 #: (mtime, size) of the *kernel's* source file only, so a kernel that inlines the helpers below
 #: would keep running stale machine code after this file changed; kernels compiled with
-#: :func:`jit_with_helpers` add this digest to their cache stamp.
+#: :func:`jit_with_helpers` add this hash to their cache stamp.
 try:
-    import hashlib
+    import zlib
 
     with open(__file__, "rb") as _fh:
-        HELPERS_STAMP = hashlib.sha256(_fh.read()).hexdigest()[:16]
+        HELPERS_STAMP = format(zlib.crc32(_fh.read()), "08x")
     del _fh
 except OSError:  # pragma: no cover - e.g. run from a zip archive: no on-disk cache either
     HELPERS_STAMP = "unknown"
