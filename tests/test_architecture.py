@@ -96,3 +96,14 @@ def test_light_imports(module):
             "print([m for m in ('h5py', 'matplotlib', 'dask') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_public_functions_survive_the_registry():
+    """Loading the registry imports the algorithm modules; those named like a public function
+    (``phasekit.cdi.hio`` the module vs ``phasekit.cdi.hio()`` the function) must not replace
+    it, whichever is imported first."""
+    code = ("import phasekit.engine as e; e.available(); import phasekit.cdi as c, phasekit.tomo as t; "
+            "import types; print(all(isinstance(f, types.FunctionType) for f in "
+            "(c.er, c.hio, c.raar, c.oss, c.gps, c.gps_r, t.fbp)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"

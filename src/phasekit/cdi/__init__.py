@@ -1,4 +1,9 @@
 """Coherent diffractive imaging: single-pattern phase retrieval."""
+# The algorithm modules first: several share their name with the public functions below
+# (``er``, ``hio``, ``raar``, ``oss``, ``gps``).  Importing a submodule for the first time binds
+# it as an attribute of this package, so were they imported later (by the registry), they would
+# replace the functions: ``phasekit.cdi.hio(...)`` would then be a module.
+from . import algorithms as _algorithms  # noqa: F401  (also registers the CDI algorithms)
 from .api import (cprime, er, gps, gps_f, gps_r, hio, oss, raar, reconstruct, rk,
                   so2d, so4d, vrrk, vrrk_l1, vrrk_l2)
 from .problem import CDIProblem
