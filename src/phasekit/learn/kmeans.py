@@ -16,6 +16,10 @@ best-of-``n_init`` selection (by ``phi``).  The estimator classes :class:`SBEKMe
 ``predict``, ``fit_predict``, ``transform``, ``score``; ``cluster_centers_``, ``labels_``,
 ``inertia_``, ``n_iter_``) on NumPy arrays or CPU/CUDA tensors.
 
+On CPU float tensors each step is one call of a compiled kernel (:mod:`.kmeans_kernels`: one SBE
+outer step, one Lloyd pass, one mini-batch update), drawing the same mini-batches from the same
+``rng``; the torch code here is the reference twin (CUDA, ``PHASEKIT_NO_NUMBA=1``, the tests).
+
 Normalisation: ``inertia_`` is scikit-learn's (the sum of squared distances); ``objective_`` is
 the thesis's ``phi = inertia_ / (2N)`` (Iris: best 78.85 / 300 = 0.2628).
 
@@ -55,9 +59,10 @@ from ..core.device import as_tensor, real_dtype, resolve_device
 from ..core.errors import ConfigError, InputError, PhasekitError
 from ..core.rng import make_rng
 from ..engine import Algorithm, StrictConfig, solve
+from . import kmeans_kernels as _kern
 
-__all__ = ["kmeans_objective", "assign", "KMeansProblem", "SBEStep", "LloydStep", "MiniBatchStep",
-           "SBEConfig", "LloydConfig", "MiniBatchConfig", "SBEKMeans", "KMeans", "MiniBatchKMeans",
+__all__ = ["kmeans_objective", "assign", "assign_reference", "KMeansProblem", "SBEStep", "LloydStep",
+           "MiniBatchStep", "SBEConfig", "LloydConfig", "MiniBatchConfig", "SBEKMeans", "KMeans", "MiniBatchKMeans",
            "NotFittedError", "load_iris"]
 
 _CHUNK_ELEMS = 1 << 22  # distance-matrix elements per chunk (16 MiB in float32)
@@ -81,8 +86,22 @@ def _sqdist(P: torch.Tensor, C: torch.Tensor, c2: torch.Tensor | None = None) ->
 def assign(P: torch.Tensor, C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest centroid of each point and the squared distance to it (ties: lowest index).
 
-    Vectorised as ``||p||^2 - 2 p.c + ||c||^2`` in chunks.
+    On CPU float tensors the compiled kernel of :mod:`phasekit.learn.kmeans_kernels` (one pass,
+    direct ``sum (p - c)^2``); elsewhere :func:`assign_reference`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> assign(torch.tensor([[0.0, 0.0], [3.0, 0.0]]), torch.tensor([[0.0, 0.0], [2.0, 0.0]]))[0].tolist()
+    [0, 1]
     """
+    if _kern.usable(P, C) and P.dtype == C.dtype:
+        return _kern.assign(P, C)
+    return assign_reference(P, C)
+
+
+def assign_reference(P: torch.Tensor, C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Torch reference of :func:`assign`: ``||p||^2 - 2 p.c + ||c||^2`` in chunks (CUDA runs it)."""
     n, k = P.shape[0], C.shape[0]
     c2 = (C * C).sum(1)
     step = max(1, _CHUNK_ELEMS // max(k, 1))
@@ -185,8 +204,15 @@ class KMeansProblem:
         self.init = init
         self.rng = make_rng(rng)
         self.shape = (self.n, self.d)
-        # mean feature variance: the scale of Lloyd's tolerance (scikit-learn's convention)
-        self.mean_var = float(self.X.to(torch.float64).var(0, unbiased=False).mean())
+        self._mean_var: float | None = None
+
+    @property
+    def mean_var(self) -> float:
+        """Mean feature variance: the scale of Lloyd's tolerance (scikit-learn's convention);
+        computed on first use (SBE and mini-batch never need it)."""
+        if self._mean_var is None:
+            self._mean_var = float(self.X.to(torch.float64).var(0, unbiased=False).mean())
+        return self._mean_var
 
     # --- driver interface
     def objective(self, C: torch.Tensor) -> float:
@@ -251,8 +277,19 @@ class KMeansProblem:
         """A mini-batch of ``m`` distinct points (``m >= N``: all points)."""
         if m >= self.n:
             return self.X
-        idx = self.rng.choice(self.n, size=m, replace=False)
+        idx = self.sample_index(m)
         return self.X.index_select(0, torch.as_tensor(idx, device=self.device))
+
+    def sample_index(self, m: int) -> np.ndarray:
+        """Row indices of the mini-batch :meth:`sample` returns (the same draw from ``self.rng``)."""
+        if m >= self.n:
+            return np.arange(self.n, dtype=np.int64)
+        return self.rng.choice(self.n, size=m, replace=False)
+
+    @property
+    def fused(self) -> bool:
+        """Whether the compiled CPU kernels run this problem (else the torch reference)."""
+        return _kern.usable(self.X)
 
 
 # --------------------------------------------------------------------------- algorithms
@@ -325,20 +362,31 @@ class SBEStep(_KMeansStep):
         self.n_done = 0
 
     def step(self, k: int) -> None:
+        p = self.problem
+        if p.fused:  # the whole outer step in one compiled call, same mini-batch draws
+            idx = np.empty((self.n_inner, self.m), dtype=np.int64)
+            for l in range(self.n_inner):
+                idx[l] = p.sample_index(self.m)
+            self.x = _kern.sbe_outer(p.X, idx, self.x, self.gamma, self.alpha)
+        else:
+            self._step_reference()
+        self.gamma *= self.beta
+        self.n_done += 1
+
+    def _step_reference(self) -> None:
+        """The outer step in torch operations (CUDA; the twin the compiled kernel is tested against)."""
         p, x_prev, K = self.problem, self.x, self.problem.k
         xk = x_prev.clone()
         y = x_prev
         a, g = self.alpha, self.gamma
         for _ in range(self.n_inner):
             P = p.sample(self.m)
-            lab, _ = assign(P, y)
+            lab, _ = assign_reference(P, y)
             sums, counts = _cluster_sums(P, lab, K)
             grad = (counts[:, None] * y - sums) / P.shape[0]
             y = x_prev - g * grad
             xk.mul_(a).add_(y, alpha=1 - a)
         self.x = xk
-        self.gamma *= self.beta
-        self.n_done += 1
 
 
 class LloydStep(_KMeansStep):
@@ -361,9 +409,14 @@ class LloydStep(_KMeansStep):
         if self.converged:
             return
         X, K = self.problem.X, self.problem.k
-        lab, _ = assign(X, self.x)
-        sums, counts = _cluster_sums(X, lab, K)
-        new = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], self.x)
+        if self.problem.fused:
+            _, _, sums, counts = _kern.assign_sums(X, self.x)
+            means = (sums / counts.clamp_min(1)[:, None]).to(self.x.dtype)
+            new = torch.where(counts[:, None] > 0, means, self.x)
+        else:
+            lab, _ = assign_reference(X, self.x)
+            sums, counts = _cluster_sums(X, lab, K)
+            new = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], self.x)
         shift = float(((new - self.x) ** 2).sum())
         self.x = new
         self.n_done += 1
@@ -388,13 +441,17 @@ class MiniBatchStep(_KMeansStep):
         self.n_done = 0
 
     def step(self, k: int) -> None:
-        P = self.problem.sample(self.m)
-        lab, _ = assign(P, self.x)
-        sums, counts = _cluster_sums(P, lab, self.problem.k)
-        v_new = self.v + counts
-        upd = (self.v[:, None] * self.x + sums) / v_new.clamp_min(1)[:, None]
-        self.x = torch.where(counts[:, None] > 0, upd, self.x)
-        self.v = v_new
+        p = self.problem
+        if p.fused:  # one compiled call: assignment, sums and update of the batch (same draw)
+            self.x, self.v = _kern.minibatch_step(p.X, p.sample_index(self.m), self.x, self.v)
+        else:
+            P = p.sample(self.m)
+            lab, _ = assign_reference(P, self.x)
+            sums, counts = _cluster_sums(P, lab, p.k)
+            v_new = self.v + counts
+            upd = (self.v[:, None] * self.x + sums) / v_new.clamp_min(1)[:, None]
+            self.x = torch.where(counts[:, None] > 0, upd, self.x)
+            self.v = v_new
         self.n_done += 1
 
 

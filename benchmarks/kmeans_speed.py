@@ -1,0 +1,265 @@
+"""SBE k-means at scikit-learn's speed class (issue 16, item 6): wall time of one fit and the
+objective reached against wall time, SBE vs phasekit Lloyd / mini-batch and scikit-learn's Lloyd.
+
+Data: a Gaussian mixture in ``d = 30`` dimensions with ``K = 15`` equally weighted components
+(means ~ N(0, 2^2 I), unit isotropic noise), float32, ``N`` = 1e4, 2e4 (the issue's size), 1e5
+and 1e6 points; ``phi`` is the thesis objective ``inertia / (2N)`` (Pham thesis eq. (4.4)),
+evaluated in float64 on the full data for every method (``phi`` of the true means is ~15).
+
+Methods, one random start each (``init="random"``: K distinct data points), one thread each:
+
+* SBE (ours): ``SBEKMeans`` with the thesis settings ``M = 500``, ``imaxit = 10``,
+  ``omaxit = 100``, alpha 0.75, gamma0 = K (Pham thesis Algorithm 4, §4.3);
+* Lloyd (ours): ``KMeans(max_iter=300, tol=1e-4)`` (scikit-learn's defaults);
+* mini-batch (ours): ``MiniBatchKMeans(batch_size=500, max_iter=1000)``, the same number of
+  sampled points as SBE;
+* scikit-learn ``KMeans(init="random", n_init=1)`` and ``n_init=10`` (``algorithm="lloyd"``,
+  ``max_iter=300``, ``tol=1e-4``).
+
+Timings: one plain ``fit`` per method and seed, interleaved, after a warm-up (numba compilation
+excluded); the headline is SBE / scikit-learn ``n_init=1`` wall time per seed (median over
+seeds).  Objective-vs-time curves: phasekit methods record their centres from the driver's
+callback (callback time subtracted) and ``phi`` is computed afterwards; scikit-learn's curve is
+``max_iter`` = 1, 2, 4, 8, 16, 300 from the same seed (each its own fit); the phasekit curves'
+times leave out the end-of-fit objective and label passes.  A SBE fit on the torch reference
+path (``kmeans_kernels.usable`` off) gives the speed-up of the compiled kernels.
+
+Run ``python benchmarks/kmeans_speed.py`` (~5 min on the 2-core project machine) or ``--quick``
+(1e4 and 2e4 points, 2 seeds; writes ``kmeans_speed_quick.*``).
+"""
+from __future__ import annotations
+
+import _common  # noqa: F401  (first: pins OpenBLAS threads before numpy is imported)
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import phasekit  # noqa: E402,F401  (before torch: OpenMP wait policy)
+import numpy as np  # noqa: E402
+
+from _common import (RESULTS, claim, claims_markdown, machine_meta, md_table, meta_markdown,  # noqa: E402
+                     save_figure, set_threads, write_results)
+
+NAME = "kmeans_speed"
+D, K = 30, 15
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 20_000, 100_000, 1_000_000])
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="seeds per size, in the order of --sizes (default 5, 5, 3, 2)")
+    ap.add_argument("--quick", action="store_true")
+    return ap.parse_args(argv)
+
+
+def mixture(n, seed=0):
+    rng = np.random.default_rng(1000 + seed)
+    mu = rng.normal(0.0, 2.0, (K, D))
+    X = mu[rng.integers(K, size=n)] + rng.standard_normal((n, D))
+    return X.astype(np.float32), mu
+
+
+def phi(X64, C):
+    from phasekit.learn import kmeans_objective
+
+    return kmeans_objective(X64, np.asarray(C, dtype=np.float64))
+
+
+def timed_fit(make, X):
+    t = time.perf_counter()
+    est = make().fit(X)
+    return est, time.perf_counter() - t
+
+
+def curve_fit(make, X, X64, keep):
+    """Fit with a callback that keeps the centres at iterations in ``keep``; returns
+    [(seconds, phi)] with the callback's own time subtracted."""
+    snaps, cb_time = [], [0.0]
+    t0 = [0.0]
+
+    def cb(state):
+        c = time.perf_counter()
+        if state.iteration in keep:
+            snaps.append((c - t0[0] - cb_time[0], state.image()))
+        cb_time[0] += time.perf_counter() - c
+
+    est = make(cb)
+    t0[0] = time.perf_counter()
+    est.fit(X)
+    return [(t, phi(X64, C)) for t, C in snaps]
+
+
+def run_size(n, seeds, log):
+    from sklearn.cluster import KMeans as SK
+
+    from phasekit.learn import KMeans, MiniBatchKMeans, SBEKMeans
+    from phasekit.learn import kmeans as km
+
+    X, mu = mixture(n)
+    X64 = X.astype(np.float64)
+    out = {"n": n, "phi_true_means": phi(X64, mu), "seeds": list(seeds), "fits": {}, "curves": {}}
+    makers = {
+        "SBE (ours)": lambda s, cb=None: SBEKMeans(K, init="random", rng=s, callback=cb),
+        "Lloyd (ours)": lambda s, cb=None: KMeans(K, init="random", rng=s, max_iter=300, tol=1e-4,
+                                                  callback=cb),
+        "mini-batch (ours)": lambda s, cb=None: MiniBatchKMeans(K, init="random", rng=s, batch_size=500,
+                                                                max_iter=1000, callback=cb),
+        "sklearn n_init=1": lambda s: SK(K, init="random", n_init=1, random_state=s, algorithm="lloyd",
+                                         max_iter=300, tol=1e-4),
+        "sklearn n_init=10": lambda s: SK(K, init="random", n_init=10, random_state=s, algorithm="lloyd",
+                                          max_iter=300, tol=1e-4),
+    }
+    # warm-up (numba compilation, sklearn imports) on a small slice
+    for name, mk in makers.items():
+        mk(0).fit(X[:2000])
+    for s in seeds:
+        for name, mk in makers.items():
+            est, t = timed_fit(lambda mk=mk, s=s: mk(s), X)
+            C = est.cluster_centers_
+            rec = out["fits"].setdefault(name, {"time_s": [], "phi": [], "n_iter": []})
+            rec["time_s"].append(t)
+            rec["phi"].append(phi(X64, C))
+            rec["n_iter"].append(int(est.n_iter_))
+        log(f"  N={n} seed {s}: " + ", ".join(f"{m} {out['fits'][m]['time_s'][-1]:.3f}s phi "
+                                             f"{out['fits'][m]['phi'][-1]:.3f}" for m in makers))
+        # objective against time
+        cur = out["curves"]
+        cur.setdefault("SBE (ours)", []).append(curve_fit(lambda cb, s=s: makers["SBE (ours)"](s, cb), X, X64,
+                                                          {5, 10, 20, 40, 70, 100}))
+        cur.setdefault("Lloyd (ours)", []).append(curve_fit(lambda cb, s=s: makers["Lloyd (ours)"](s, cb), X, X64,
+                                                            {1, 2, 4, 8, 16, 32, 64, 128, 300}))
+        cur.setdefault("mini-batch (ours)", []).append(curve_fit(
+            lambda cb, s=s: makers["mini-batch (ours)"](s, cb), X, X64, {50, 100, 200, 400, 700, 1000}))
+        pts = []
+        for m in (1, 2, 4, 8, 16, 300):
+            est, t = timed_fit(lambda s=s, m=m: SK(K, init="random", n_init=1, random_state=s,
+                                                   algorithm="lloyd", max_iter=m, tol=1e-4), X)
+            pts.append((t, phi(X64, est.cluster_centers_)))
+        cur.setdefault("sklearn n_init=1", []).append(pts)
+    # the torch reference path of SBE (one seed): the speed-up of the compiled kernels
+    usable = km._kern.usable
+    km._kern.usable = lambda *ts: False
+    try:
+        est, t = timed_fit(lambda: makers["SBE (ours)"](seeds[0]), X)
+    finally:
+        km._kern.usable = usable
+    out["sbe_reference_path"] = {"time_s": t, "phi": phi(X64, est.cluster_centers_)}
+    return out
+
+
+def summarise(res):
+    rows, claims = [], []
+    for r in res:
+        f = r["fits"]
+        sk1 = np.array(f["sklearn n_init=1"]["time_s"])
+        ratio = np.array(f["SBE (ours)"]["time_s"]) / sk1
+        r["sbe_over_sklearn1"] = {"per_seed": ratio.tolist(), "median": float(np.median(ratio))}
+        for m, v in f.items():
+            rows.append([f"{r['n']:,}", m, f"{np.median(v['time_s']):.3f}", f"{np.median(v['time_s']) / np.median(sk1):.2f}",
+                         f"{np.mean(v['phi']):.3f}", f"{np.min(v['phi']):.3f}", f"{np.max(v['phi']):.3f}",
+                         f"{np.median(v['n_iter']):.0f}"])
+        ref = r["sbe_reference_path"]
+        rows.append([f"{r['n']:,}", "SBE (ours, torch reference path)", f"{ref['time_s']:.3f}",
+                     f"{ref['time_s'] / np.median(sk1):.2f}", f"{ref['phi']:.3f}", "-", "-", "100"])
+        med = r["sbe_over_sklearn1"]["median"]
+        claims.append(claim(
+            f"N={r['n']:,}: one SBE fit (thesis defaults) takes no more than 2x the wall time of one "
+            f"scikit-learn Lloyd fit (init='random', n_init=1)", med <= 2.0,
+            f"SBE / sklearn wall time per seed {', '.join(f'{x:.2f}' for x in ratio)} (median {med:.2f}; "
+            f"SBE {np.median(f['SBE (ours)']['time_s']):.3f} s, sklearn {np.median(sk1):.3f} s)"))
+        sbe, s1, s10 = (np.mean(f[m]["phi"]) for m in ("SBE (ours)", "sklearn n_init=1", "sklearn n_init=10"))
+        claims.append(claim(
+            f"N={r['n']:,}: SBE's mean objective is below scikit-learn n_init=1's", sbe < s1,
+            f"mean phi SBE {sbe:.3f} vs sklearn n_init=1 {s1:.3f} (true means {r['phi_true_means']:.3f})"))
+        t_sbe, t10 = np.median(f["SBE (ours)"]["time_s"]), np.median(f["sklearn n_init=10"]["time_s"])
+        claims.append(claim(
+            f"N={r['n']:,}: one SBE start reaches scikit-learn n_init=10's mean objective in less time",
+            bool(sbe <= s10 and t_sbe < t10),
+            f"mean phi SBE {sbe:.3f} in {t_sbe:.3f} s vs sklearn n_init=10 {s10:.3f} in {t10:.3f} s"))
+        claims.append(claim(
+            f"N={r['n']:,}: the compiled kernels make one SBE fit at least 2x faster than the torch "
+            f"reference path (same seed, same result to rounding)",
+            ref["time_s"] / t_sbe >= 2.0,
+            f"reference {ref['time_s']:.3f} s vs compiled {t_sbe:.3f} s ({ref['time_s'] / t_sbe:.1f}x), "
+            f"same seed phi {ref['phi']:.4f} vs {f['SBE (ours)']['phi'][0]:.4f}"))
+    return rows, claims
+
+
+def plot(res, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(res), figsize=(4.2 * len(res), 3.6), squeeze=False)
+    colours = {"SBE (ours)": "C3", "Lloyd (ours)": "C0", "mini-batch (ours)": "C2",
+               "sklearn n_init=1": "C1", "sklearn n_init=10": "k"}
+    for ax, r in zip(axes[0], res):
+        for m, curves in r["curves"].items():
+            L = min(len(c) for c in curves)
+            t = np.median([[p[0] for p in c[:L]] for c in curves], 0)
+            v = np.mean([[p[1] for p in c[:L]] for c in curves], 0)
+            ax.plot(t, v, "o-", ms=3, color=colours[m], label=m)
+        f = r["fits"]["sklearn n_init=10"]
+        ax.plot(np.median(f["time_s"]), np.mean(f["phi"]), "s", color="k", label="sklearn n_init=10")
+        ax.axhline(r["phi_true_means"], color="0.6", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_title(f"N = {r['n']:,}, d = {D}, K = {K}")
+        ax.set_xlabel("wall time [s] (1 thread)")
+        ax.set_ylabel("mean phi = inertia / 2N")
+        lo = r["phi_true_means"]
+        ax.set_ylim(lo * 0.95, lo * 2.0)
+    axes[0][0].legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    sizes = [10_000, 20_000] if args.quick else args.sizes
+    seeds_per = args.seeds or ([2, 2] if args.quick else [5, 5, 3, 2][:len(sizes)])
+    seeds_per = list(seeds_per) + [seeds_per[-1]] * (len(sizes) - len(seeds_per))
+    threads = set_threads(1)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    import sklearn
+
+    from phasekit.learn import kmeans_kernels
+
+    name = NAME + ("_quick" if args.quick else "")
+    meta = machine_meta({"sizes": sizes, "seeds_per_size": seeds_per, "d": D, "K": K, "threads": threads,
+                         "compiled_kmeans_kernels": kmeans_kernels.available})
+    meta["versions"]["scikit-learn"] = sklearn.__version__
+    try:
+        import subprocess
+
+        meta["machine"]["lscpu"] = subprocess.run(["lscpu"], capture_output=True, text=True,
+                                                  timeout=10, check=False).stdout.strip().splitlines()[:20]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    res = []
+    for n, ns in zip(sizes, seeds_per):
+        t = time.perf_counter()
+        res.append(run_size(n, list(range(ns)), print))
+        print(f"N={n}: {time.perf_counter() - t:.1f} s")
+    rows, claims = summarise(res)
+    png = plot(res, RESULTS / f"{name}.png")
+    md = ["# k-means speed: SBE vs Lloyd / mini-batch (phasekit) and scikit-learn\n",
+          meta_markdown(meta), "",
+          f"Load average at start {meta['machine']['loadavg_at_start']} (2-core shared machine).", "",
+          "## Claims", "", claims_markdown(claims), "",
+          "## One fit per method (median wall time over seeds; phi = inertia / 2N in float64)", "",
+          md_table(["N", "method", "time [s]", "/ sklearn n_init=1", "mean phi", "min phi", "max phi",
+                    "iterations"], rows), "",
+          f"![objective against wall time]({png.name})", ""]
+    write_results(name, {"meta": meta, "claims": claims, "results": res}, "\n".join(md))
+    for c in claims:
+        print(("HOLDS " if c["holds"] else "FAILS ") + c["claim"] + " -- " + c["evidence"])
+
+
+if __name__ == "__main__":
+    main()
