@@ -330,10 +330,12 @@ def test_vrrk_default_matches_rk_from_lowres_start():
 def test_weighted_vrrk_escapes_stationary_points_of_the_referenced_gap_problem():
     """Issue 17 regression: paper-like oversampling (N^2/|S| ~ 61), the 409-px central gap, a
     4x4 reference block beside a virus phantom, random start with the known block.  Algorithm 1's
-    unweighted control variate (cv_weight=1, the issue-4 default) makes every stationary point of
-    the amplitude loss a fixed point and stalls at ~0.11 (measured; 730x RK's error after 20
-    epochs), while RK reaches ~1.5e-4.  The weight 0.5 keeps half of RK's row noise and reaches
-    RK's error within a factor of 10 in the same number of epochs (measured 7e-4)."""
+    unweighted control variate (cv_weight=1) makes every stationary point of the amplitude loss a
+    fixed point and stalls (~0.1, measured), while RK converges.  The weight 0.5 keeps half of
+    RK's row noise, escapes, and then converges at RK's rate: after 30 epochs RK 2.8e-5 and
+    c = 0.5 1.35e-4 (ratio 4.8, measured on an AMD EPYC; 20 epochs gave a ratio of 7.3, too close
+    to the bound for a test whose trajectory depends on rounding).  Not every start escapes: with
+    another row order (rng=2) c = 0.5 also stalled at 0.1 on two of three starts (issue 17 note)."""
     from phasekit.sim.phantoms import embed, virus
 
     obj = virus(23, rng=1)
@@ -352,7 +354,7 @@ def test_weighted_vrrk_escapes_stationary_points_of_the_referenced_gap_problem()
     p = CDIProblem.from_arrays(I, sup, mask, real=True, positive=True, precision="double")
     x0 = p.to_centred(p.random_start(np.random.default_rng(7))).real
     x0[r0:r0 + 4, c0:c0 + 4] = 1.0
-    kw = dict(mask=mask, n_iter=20, real=True, positive=True, x0=x0, rng=1, precision="double", progress=False,
+    kw = dict(mask=mask, n_iter=30, real=True, positive=True, x0=x0, rng=1, precision="double", progress=False,
               metric_every=0)
     e_rk = relative_error(reconstruct(I, sup, algorithm="rk", **kw).image.real, t, subpixel=False)
     e_vr = relative_error(reconstruct(I, sup, algorithm="vrrk", cv_weight=0.5, **kw).image.real, t,
