@@ -1,10 +1,14 @@
-"""Far-field ptychography: forward model, scans, probes, phantoms, simulation, PIE engines.
+"""Ptychography (far and near field): forward model, scans, probes, phantoms, simulation, PIE
+engines with mixed-state probes, position refinement and a detector background.
 
 * :mod:`.operators` -- crop / write-back, sub-pixel probe shift, batched exit waves, the linear
   object and probe operators (with adjoints).
 * :mod:`.scan`, :mod:`.probe`, :mod:`.sim` -- raster and Fermat scans, probes (aperture, zone
   plate with the BL24XU preset, Gaussian, defocus), phantoms and :func:`simulate_ptycho`.
-* :mod:`.problem` -- :class:`PtychoProblem`, the driver's view of a data set.
+* :mod:`.problem` -- :class:`PtychoProblem`, the driver's view of a data set (propagation from
+  :mod:`phasekit.operators.propagation`: far field, Fresnel, angular spectrum).
+* :mod:`.modes`, :mod:`.positions`, :mod:`.background` -- mixed-state probes (orthogonalisation,
+  starting modes), the least-squares position update, the additive background.
 * :mod:`.engines` -- ePIE, rPIE, mPIE and CRISP (registered with ``modality="ptycho"``).
 * :mod:`.metrics` -- R_F, PINE-protocol FRC of the complex object, probe correlation.
 * :mod:`.api` -- :func:`reconstruct` and one function per engine.

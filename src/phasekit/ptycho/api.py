@@ -12,6 +12,7 @@ import numpy as np
 from ..core.errors import ConfigError
 from ..engine import ReconResult, solve
 from .problem import PtychoProblem
+from .sim import SimulatedPtycho
 
 
 def reconstruct(data, positions=None, *, algorithm: str = "crisp", n_iter: int | None = None,
@@ -19,7 +20,10 @@ def reconstruct(data, positions=None, *, algorithm: str = "crisp", n_iter: int |
                 fft_norm: str = "ortho", probe_energy_match: bool | None = None, rng=0,
                 callback=None, progress: bool | None = None, metric_every: int = 1, device=None,
                 precision: str = "single", checkpoint=None, checkpoint_every: int = 100,
-                resume=None, clip_negative: bool = False, **params: Any) -> ReconResult:
+                resume=None, clip_negative: bool = False, propagation: str = "farfield",
+                wavelength: float | None = None, pixel_size=None, distance: float | None = None,
+                n_modes: int | None = None, refine_positions=False, background=False,
+                **params: Any) -> ReconResult:
     """Reconstruct object and probe from a ptychographic scan.
 
     Parameters
@@ -35,6 +39,18 @@ def reconstruct(data, positions=None, *, algorithm: str = "crisp", n_iter: int |
         Iterations (full sweeps); default 300.
     probe, obj, object_shape, mask, fft_norm, probe_energy_match, clip_negative
         See :meth:`PtychoProblem.from_arrays`.
+    propagation, wavelength, pixel_size, distance
+        Detector model: ``"farfield"`` (default), or near field ``"fresnel"`` / ``"angular"``
+        with the wavelength, the object pixel and the (effective, Fresnel-scaled) propagation
+        distance in metres (:mod:`phasekit.operators.propagation`).
+    n_modes : int
+        Probe modes (mixed state); ``result.probe`` is then (K, My, Mx), strongest first.
+    refine_positions : bool or int
+        Refine the positions from this sweep (``True``: 10); the refined positions (N, 2),
+        object pixels as the input, are ``result.extras["positions"]``.
+    background : bool or array (My, Mx)
+        ``True``: fit an additive detector background (``result.extras["background"]``,
+        counts, centred like the frames); an array: a known one.
     rng : int or Generator
         Seed of the per-sweep random position orders (the same seed gives the same orders to
         every engine, as the papers' comparisons require).
@@ -43,14 +59,39 @@ def reconstruct(data, positions=None, *, algorithm: str = "crisp", n_iter: int |
     **params
         Engine parameters (``alpha_o``, ``gamma_p``, ``lambda_o``, ``clip``, ``c``, ``xi``, ...),
         validated strictly.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from phasekit.ptycho import raster_scan, object_shape_for, simulate_ptycho, reconstruct
+    >>> from phasekit.ptycho.probe import fzp_probe
+    >>> pos = raster_scan(4, step=6, margin=1)
+    >>> shape = object_shape_for(pos, (32, 32), margin=1)
+    >>> sim = simulate_ptycho(np.ones(shape, complex), fzp_probe(32, 16, 12), pos, dose=None)
+    >>> res = reconstruct(sim, algorithm="epie", n_iter=2, n_modes=2, progress=False)
+    >>> res.probe.shape
+    (2, 32, 32)
     """
     if isinstance(data, PtychoProblem):
         problem = data
+        given = [k for k, v, d in (("propagation", propagation, "farfield"), ("wavelength", wavelength, None),
+                                   ("pixel_size", pixel_size, None), ("distance", distance, None),
+                                   ("n_modes", n_modes, None), ("refine_positions", refine_positions, False),
+                                   ("background", background, False)) if v is not d]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: set on the problem (PtychoProblem.from_arrays), "
+                              f"not with a prepared problem")
     else:
         if hasattr(data, "intensities"):  # PtychoData / SimulatedPtycho
             positions = data.positions_px() if positions is None and hasattr(data, "positions_px") \
                 else (data.positions if positions is None else positions)
             mask = getattr(data, "mask", None) if mask is None else mask
+            if propagation != "farfield" and isinstance(data, SimulatedPtycho):
+                # near field: the simulation's geometry (a file's pixel is the detector's; the
+                # object pixel and effective distance come from phasekit.ptycho.geometry)
+                wavelength = getattr(data, "wavelength", None) if wavelength is None else wavelength
+                pixel_size = getattr(data, "pixel_size", None) if pixel_size is None else pixel_size
+                distance = getattr(data, "distance", None) if distance is None else distance
             truth = getattr(data, "obj", None)
             if truth is None:
                 truth = getattr(data, "truth", None)
@@ -63,16 +104,21 @@ def reconstruct(data, positions=None, *, algorithm: str = "crisp", n_iter: int |
                                             object_shape=object_shape, mask=mask,
                                             fft_norm=fft_norm, probe_energy_match=probe_energy_match,
                                             device=device, precision=precision,
-                                            clip_negative=clip_negative)
+                                            clip_negative=clip_negative, propagation=propagation,
+                                            wavelength=wavelength, pixel_size=pixel_size,
+                                            distance=distance, n_modes=n_modes,
+                                            refine_positions=refine_positions,
+                                            background=background)
     config = {"fft_norm": problem.fft_norm, "precision": problem.precision,
               "object_shape": list(problem.shape), "probe_shape": list(problem.probe_shape),
-              "n_positions": problem.n_positions}
+              "n_positions": problem.n_positions, **problem.settings()}
     result = solve(problem, algorithm=algorithm, n_iter=n_iter, schedule=schedule, params=params,
                    starts=1, rng=rng, callback=callback, progress=progress,
                    metric_every=metric_every, keep_best=False, checkpoint=checkpoint,
                    checkpoint_every=checkpoint_every, resume=resume, config=config)
     result.mask = None
-    result.extras = {"illumination": problem.to_centred(problem.illuminated).astype("uint8")}
+    result.extras = {**(result.extras or {}),
+                     "illumination": problem.to_centred(problem.illuminated).astype("uint8")}
     return result
 
 

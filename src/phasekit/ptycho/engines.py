@@ -7,6 +7,13 @@ the CRISP paper's; the displayed equations are not legible in our copy, so the n
 text's references and the formulas are reconstructed from the text of the cited section
 (docs/ptychography.md, "Sources").
 
+Model extensions (docs/ptychography.md): K probe modes (incoherent sum, updates summed over
+modes, orthogonalised after each sweep), near-field propagation (propagate -> modulus projection
+-> back-propagate), a given or fitted detector background and position refinement.  The fused
+numba sweep covers far and near field with one mode; modes, background and refinement run the
+plain-torch sweep (:meth:`PIEBase._sweep_reference`).  Extra history: ``mode_power_0``,
+``background_mean``, ``position_shift_rms`` / ``position_step_rms`` when enabled.
+
 Per-iteration history (all measured *during* the sweep on the pre-update exit waves, as the
 group's public PINE code does, github.com/mada-ko/PINE; no extra FFT):
 
@@ -30,7 +37,9 @@ from pydantic import Field
 
 from ..engine import Algorithm, StrictConfig
 from . import kernels as K
-from .operators import shift_probe
+from .modes import orthogonalize
+from .operators import shift_probe, shift_ramps, split_positions
+from .positions import shift_estimate
 
 
 class PIEConfig(StrictConfig):
@@ -108,9 +117,11 @@ class PIEBase(Algorithm):
     def step(self, k):
         pr = self.problem
         fused = K.fused_ok(self.x) if self.fused is None else bool(self.fused)
+        fused = fused and pr.fused_compatible  # near field, modes, positions, background: torch
         self.begin_sweep(k)
         order = self._order()
         do_probe = k >= self.probe_start
+        self._refining = pr.refine and k >= pr.refine_from
         n_pos = len(order)
         e = np.empty(n_pos)
         so_all = np.empty(n_pos)
@@ -120,38 +131,108 @@ class PIEBase(Algorithm):
         stats = {"R_F": num_total / max(pr.amp_sum, 1e-300),
                  "cost_mean": float(np.mean(e)), "cost_median": float(np.median(e))}
         stats.update(self._step_stats(so_all, sp_all, do_probe))
+        self._end_sweep_model(do_probe, stats)
         self.end_sweep(k, e, stats)
         self._last = stats
 
+    def _end_sweep_model(self, do_probe: bool, stats: dict) -> None:
+        """After a sweep: orthogonalise the probe modes, update the background, recentre the
+        position shifts; their diagnostics go into the history (every sweep, so the history's
+        keys do not change during a run)."""
+        pr = self.problem
+        if pr.n_modes > 1:
+            P = pr.modes_view(self.x)
+            if do_probe:
+                orthogonalize(P)
+            pw = (P.real ** 2 + P.imag ** 2).sum(dim=(-2, -1), dtype=torch.float64)
+            stats["mode_power_0"] = float(pw[0] / pw.sum().clamp_min(1e-300))
+        if pr.fit_background:
+            bv = pr.background_view(self.x)
+            acc, cnt = self._bg_acc
+            upd = torch.where(cnt > 0, acc / cnt.clamp_min(1), torch.ones_like(acc))
+            bv.real.mul_(upd.to(bv.real.dtype))
+            stats["background_mean"] = float(bv.real.mean(dtype=torch.float64)) * pr.probe_scale ** 2
+        if pr.refine:
+            d = pr.shifts_view(self.x)
+            moved = getattr(self, "_moved", None)
+            if self._refining:
+                d.sub_(d.mean())  # a common shift of all positions is a shift of the object
+            stats["position_step_rms"] = float(moved) if moved is not None else 0.0
+            dd = d.detach()
+            stats["position_shift_rms"] = float(torch.sqrt((dd.real ** 2 + dd.imag ** 2)
+                                                           .mean(dtype=torch.float64)))
+
+    def _position(self, n, dpos):
+        """Integer window, 2-D ramp (or None) and 1-D ramps of position ``n`` now."""
+        pr = self.problem
+        if dpos is None:
+            iy, ix = int(pr.ints[n, 0]), int(pr.ints[n, 1])
+            if pr.ramps is None:
+                return iy, ix, None, None
+            ry, rx = pr.ramps[0][n], pr.ramps[1][n]
+            return iy, ix, (ry, rx), ry[:, None] * rx[None, :]
+        d = complex(dpos[n])
+        r = pr.clamp_position((pr.pos0[n, 0] + d.real, pr.pos0[n, 1] + d.imag))
+        ints, frac = split_positions(np.array([r]))
+        iy, ix = int(ints[0, 0]), int(ints[0, 1])
+        if not np.any(frac > 0):
+            return iy, ix, None, None
+        ry, rx = shift_ramps(frac, pr.probe_shape, device=pr.device, dtype=pr.cdtype)
+        return iy, ix, (ry[0], rx[0]), ry[0][:, None] * rx[0][None, :]
+
     def _sweep_reference(self, order, do_probe, e, so_all, sp_all) -> float:
-        """Plain torch (any device): the reference the fused path is tested against."""
+        """Plain torch (any device): the reference the fused path is tested against, and the
+        path of every model the fused kernels do not cover: K probe modes, near-field
+        propagation, a background (given or fitted) and position refinement."""
         pr = self.problem
         my, mx = pr.probe_shape
-        O, P = self.O, self.P
-        ramps = pr.ramps
-        psi = torch.empty((my, mx), dtype=pr.cdtype, device=pr.device)
+        O = self.O
+        P = pr.modes_view(self.x)  # (K, My, Mx)
+        dpos = pr.shifts_view(self.x)
+        bview = pr.background_view(self.x)
+        bg = pr.background_of(self.x)
+        if bview is not None:
+            bg = bg.clone()  # the sweep uses the background of its start; updated after it
+            acc = torch.zeros_like(bg)
+            cnt = torch.zeros_like(bg)
+        refining = self._refining if pr.refine else False
+        moves = []
         es, sos, sps = [], [], []
         num_total = torch.zeros((), dtype=torch.float64, device=pr.device)
         for c, n in enumerate(order):
-            iy, ix = int(pr.ints[n, 0]), int(pr.ints[n, 1])
+            iy, ix, r1, ramp = self._position(n, dpos)
             On = O[iy:iy + my, ix:ix + mx]
-            Pn = shift_probe(P, ramps[0][n], ramps[1][n]) if ramps is not None else P
-            out, pm, om = K.exit_wave_ref(Pn, On)
-            psi.copy_(out)
-            z = torch.fft.fft2(psi, norm="ortho")
-            num, cost = K.fourier_ref(z, pr.amp[n], pr.measured[n])
-            psit = torch.fft.ifft2(z, norm="ortho")
+            Pn = shift_probe(P, *r1) if r1 is not None else P
+            psi, pm, om = K.exit_wave_modes(Pn, On)
+            z = pr.to_detector(psi, ramp)
+            num, cost, s = K.fourier_modes(z, pr.amp[n], pr.measured[n], bg)
+            if bview is not None:  # EM background: mean of B I / (S + B) over the frames
+                m = pr.measured[n]
+                acc += torch.where(m & (s > 0), pr.amp[n] ** 2 / torch.where(s > 0, s, 1.0), 0.0)
+                cnt += m
+            psit = pr.from_detector(z, ramp)
             en = self.kappa * cost
-            so, sp, go, gp = self.steps(n, en, pm, om, lambda: K.grad_norms_ref(Pn, On, psit),
-                                        False)
-            K.update_ref(Pn, On, psit, so, sp, go, gp, pm, om, do_probe)
-            if ramps is not None and do_probe:
-                P.copy_(shift_probe(Pn, ramps[0][n], ramps[1][n], inverse=True))
+            so, sp, go, gp = self.steps(n, en, pm, om,
+                                        lambda: K.grad_norms_modes(Pn, On, psit, psi), False)
+            if refining:
+                dy, dx = shift_estimate(Pn, On, psit - psi)
+            K.update_modes(Pn, On, psi, psit, so, sp, go, gp, pm, om, do_probe)
+            if r1 is not None and do_probe:
+                P.copy_(shift_probe(Pn, *r1, inverse=True))
+            if refining:
+                r = pr.clamp_position((pr.pos0[n, 0] + dpos[n].real.item() + dy,
+                                       pr.pos0[n, 1] + dpos[n].imag.item() + dx))
+                new = complex(r[0] - pr.pos0[n, 0], r[1] - pr.pos0[n, 1])
+                moves.append(abs(new - complex(dpos[n])) ** 2)
+                dpos[n] = new
             num_total = num_total + num
             es.append(en)
             sos.append(torch.as_tensor(so, dtype=torch.float64, device=pr.device))
             sps.append(torch.as_tensor(sp, dtype=torch.float64, device=pr.device))
             self.after_position(c + 1)
+        if bview is not None:
+            self._bg_acc = (acc, cnt)
+        self._moved = math.sqrt(float(np.mean(moves))) if moves else None
         e[order] = torch.stack(es).cpu().numpy()
         so_all[:] = torch.stack(sos).cpu().numpy()
         sp_all[:] = torch.stack(sps).cpu().numpy()
@@ -179,15 +260,30 @@ class PIEBase(Algorithm):
         fft2, ifft2 = torch.fft.fft2, torch.fft.ifft2
         bufs = K.max_buffers(mx, P_np.real.dtype)
         ints_l = ints.tolist()  # Python ints: no NumPy scalar indexing per position
+        near = pr.propagation != "farfield"
+        if near:  # transfer-function propagation around the same kernels (single mode)
+            H = pr.prop.transfer
+            tmp = torch.empty_like(psi)
         for c, n in enumerate(order.tolist()):
             iy, ix = ints_l[n]
             if ramps is not None:
                 Pn = shift_probe(P, ramps[0][n], ramps[1][n]).contiguous()
                 Pn_np = Pn.numpy()
             pm, om = exit_wave(psi_np, Pn_np, On_np, iy, ix, *bufs)
-            fft2(psi, norm="ortho", out=z)
+            if near:
+                h = H if ramps is None else H * (ramps[0][n][:, None] * ramps[1][n][None, :]).conj()
+                fft2(psi, out=tmp)
+                tmp.mul_(h)
+                ifft2(tmp, out=z)
+            else:
+                fft2(psi, norm="ortho", out=z)
             num, cost = fourier(z_np, amp[n], meas[n])
-            ifft2(z, norm="ortho", out=psit)
+            if near:
+                fft2(z, out=tmp)
+                tmp.mul_(h.conj())
+                ifft2(tmp, out=psit)
+            else:
+                ifft2(z, norm="ortho", out=psit)
             en = kappa * cost
             so, sp, go, gp = self.steps(
                 n, en, pm, om, lambda: grad_norms(Pn_np, On_np, psi_np, psit_np, iy, ix), True)
@@ -335,7 +431,8 @@ class MPIE(RPIE):
         if count % self.T:
             return
         no = self.problem.n_object
-        end = None if self._k >= self.probe_start else no  # the probe only once it is updated
+        # object and probe (modes) only: never the position shifts or the background
+        end = no + self.problem.n_probe if self._k >= self.probe_start else no
         v, x, xo = self.v[:end], self.x[:end], self.x_old[:end]
         v.mul_(self.friction).add_(x - xo)
         x.add_(v, alpha=self.feedback)

@@ -279,3 +279,62 @@ def max_buffers(n: int, real_dtype) -> tuple:
     bp = np.zeros(n, rt)
     bo = np.zeros(n, rt)
     return bp, bo, bp.view(it), bo.view(it)
+
+
+# --------------------------------------------------------------------------- modes (torch)
+# The general reference step: K probe modes (K = 1 included), any propagator, an optional
+# background.  For K = 1 and no background the arithmetic is that of the functions above.
+def exit_wave_modes(P, O):
+    """``psi_k = P_k O`` (K, My, Mx), :math:`\\max\\sum_k|P_k|^2` and :math:`\\max|O|^2`."""
+    psi = P * O
+    pm = (P.real ** 2 + P.imag ** 2).sum(0).max()
+    om = (O.real ** 2 + O.imag ** 2).max()
+    return psi, pm, om
+
+
+def fourier_modes(z, amp, meas, background=None):
+    r"""In place modulus projection of K detector waves (K, My, Mx) for the incoherent sum
+    (Thibault & Menzel 2013): every mode is scaled by :math:`\sqrt I/\sqrt{\sum_k|z_k|^2+B}` on
+    measured pixels (where the model is 0: mode 0 gets the measured amplitude, the others 0,
+    i.e. ``sign(0) = 1``).  Returns the R_F numerator, :math:`\sum(b-a)^2` (0-d tensors) and
+    the model intensity :math:`a^2=\sum_k|z_k|^2+B` (My, Mx)."""
+    s = (z.real ** 2 + z.imag ** 2).sum(0)
+    if background is not None:
+        s = s + background
+    a = torch.sqrt(s)
+    d = (amp - a) * meas
+    num = d.abs().sum(dtype=torch.float64)
+    cost = (d * d).sum(dtype=torch.float64)
+    pos = a > 0
+    ph = z / torch.where(pos, a, torch.ones_like(a))
+    ph = torch.where(pos, ph, torch.zeros_like(ph))
+    ph[0] = torch.where(pos, ph[0], torch.ones_like(ph[0]))
+    z.copy_(torch.where(meas, amp * ph, z))
+    return num, cost, s
+
+
+def grad_norms_modes(P, O, psit, psi):
+    r""":math:`\|\sum_k\bar P_k R_k\|^2` and :math:`\sum_k\|\bar O R_k\|^2` (CRISP's
+    denominators with modes), ``R = psit - psi``."""
+    r = psit - psi
+    go = (P.conj() * r).sum(0)
+    r2 = r.real ** 2 + r.imag ** 2
+    return (go.real ** 2 + go.imag ** 2).sum(dtype=torch.float64), \
+        ((O.real ** 2 + O.imag ** 2) * r2).sum(dtype=torch.float64)
+
+
+def update_modes(P, O, psi, psit, so, sp, go, gp, pm, om, do_probe: bool):
+    r"""In place on the views ``P`` (K shifted modes) and ``O`` (the object patch), both from
+    the pre-update values: :math:`\Delta O=s_o\sum_k\bar P_kR_k/((1-g_o)\sum_k|P_k|^2+g_o
+    p_m)`, :math:`\Delta P_k=s_p\bar OR_k/((1-g_p)|O|^2+g_po_m)`."""
+    r = psit - psi
+    p2 = (P.real ** 2 + P.imag ** 2).sum(0)
+    o2 = O.real ** 2 + O.imag ** 2
+    den_o = (1 - go) * p2 + go * pm
+    dO = torch.where(den_o > 0, so / torch.where(den_o > 0, den_o, 1.0), 0.0) * \
+        (P.conj() * r).sum(0)
+    if do_probe:
+        den_p = (1 - gp) * o2 + gp * om
+        dP = torch.where(den_p > 0, sp / torch.where(den_p > 0, den_p, 1.0), 0.0) * (O.conj() * r)
+        P.add_(dP.to(P.dtype))
+    O.add_(dO.to(O.dtype))

@@ -151,7 +151,8 @@ class ObjectPatches(LinearOperator):
 def exit_waves(obj: torch.Tensor, probe: torch.Tensor, ints: np.ndarray, ramps=None,
                idx=None) -> torch.Tensor:
     r"""Batched exit waves :math:`\boldsymbol\Psi_n=\mathcal T_{\mathbf r_n}(\mathbf P)\odot
-    \mathcal S_{\mathbf r_n}(\mathbf O)` for the positions ``idx`` (all by default), (n, My, Mx)."""
+    \mathcal S_{\mathbf r_n}(\mathbf O)` for the positions ``idx`` (all by default), (n, My, Mx);
+    a stack of probe modes ``(K, My, Mx)`` gives ``(n, K, My, Mx)``."""
     my, mx = probe.shape[-2:]
     if idx is None:
         idx = np.arange(len(ints))
@@ -161,11 +162,15 @@ def exit_waves(obj: torch.Tensor, probe: torch.Tensor, ints: np.ndarray, ramps=N
     ix = torch.as_tensor(sel[:, 1], device=obj.device)[:, None, None] + \
         torch.arange(mx, device=obj.device)[None, None, :]
     patches = obj[iy, ix]
+    if probe.ndim == 3:  # probe modes
+        patches = patches[:, None]
     if ramps is None:
         return patches * probe
     ry, rx = ramps
     it = torch.as_tensor(idx, device=obj.device)
     ramp = ry[it][:, :, None] * rx[it][:, None, :]
+    if probe.ndim == 3:
+        ramp = ramp[:, None]
     pn = ifftw(fftw(probe, 2)[None] * ramp, 2)
     return patches * pn
 

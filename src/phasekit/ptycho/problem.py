@@ -19,6 +19,18 @@ reproduces the paper's units exactly by dividing the measured amplitudes by
 :math:`g_n=\kappa\|\mathbf R_n\|^2`, fixed :math:`\xi` values and the scale-adaptive clipping
 have the paper's values.  Scale-invariant settings (ePIE, rPIE, CRISP with automatic
 :math:`\xi` and :math:`\nu=(1,1)`) give the same object either way (our derivation, tested).
+
+**Propagation, modes, positions, background.**  ``propagation`` selects the detector model
+(:mod:`phasekit.operators.propagation`): ``"farfield"`` (the default; frames centred in
+reciprocal space, shifted once to the work layout) or the near-field ``"fresnel"`` /
+``"angular"`` (frames are real-space images at the object's pixel, kept as they are).  In near
+field the detector frame moves with the beam, not with the integer window, so a position's
+fractional part also shifts the predicted frame back (the transfer function times the
+conjugate ramp; our derivation, docs/ptychography.md).  ``n_modes`` probe modes
+(:mod:`.modes`), per-position shifts (:mod:`.positions`) and a fitted background
+(:mod:`.background`) are further segments of the packed iterate, so chains, checkpoints and
+``x.clone()`` carry them: ``[object | probe modes | position shifts (N, complex dy + i dx) |
+background (My Mx, real part)]``, the last two only when enabled.
 """
 from __future__ import annotations
 
@@ -29,14 +41,21 @@ import torch
 
 from ..core.device import complex_dtype, real_dtype, resolve_device, to_numpy
 from ..core.errors import ConfigError, InputError
+from ..operators.propagation import PROPAGATIONS, make_propagator
+from .background import check_background, start_background
+from .modes import initial_modes
 from .operators import check_positions, exit_waves, shift_ramps, split_positions
+from .positions import check_overlap, refine_start as _refine_start
 from .probe import bump, energy_match as _energy_match
 from .scan import object_shape_for
+
+#: most probe modes accepted (PtyLab and PtyPy users rarely exceed 10-20)
+MAX_MODES = 64
 
 
 @dataclass
 class PtychoProblem:
-    """A far-field ptychography data set ready to iterate on.  Build it with :meth:`from_arrays`.
+    """A ptychography data set ready to iterate on.  Build it with :meth:`from_arrays`.
 
     Attributes
     ----------
@@ -70,13 +89,27 @@ class PtychoProblem:
     fft_norm: str = "ortho"
     amp_sum: float = 0.0
     meta: dict = field(default_factory=dict)
+    propagation: str = "farfield"
+    wavelength: float | None = None
+    pixel_size: float | None = None
+    distance: float | None = None
+    prop: object = None
+    n_modes: int = 1
+    refine_from: int | None = None
+    fit_background: bool = False
+    bg_fixed: torch.Tensor | None = None
+    bg0: torch.Tensor | None = None
+    pos0: np.ndarray | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_arrays(cls, intensities, positions, *, probe=None, obj=None, object_shape=None,
                     mask=None, fft_norm: str = "ortho", probe_energy_match: bool | None = None,
                     device=None, precision: str = "single", clip_negative: bool = False,
-                    illumination_threshold: float = 0.01):
+                    illumination_threshold: float = 0.01, propagation: str = "farfield",
+                    wavelength: float | None = None, pixel_size=None,
+                    distance: float | None = None, n_modes: int | None = None,
+                    refine_positions=False, background=False):
         """Validate NumPy arrays and build the problem.
 
         Parameters
@@ -107,6 +140,30 @@ class PtychoProblem:
         clip_negative : bool
             Set negative intensities to 0 (otherwise they are an error); frames written by the
             PINE code mark bad pixels with negative values -- pass a mask instead.
+        propagation : {"farfield", "fresnel", "angular"}
+            Detector model (:mod:`phasekit.operators.propagation`).  Near field needs
+            ``wavelength``, ``pixel_size`` (the object pixel) and ``distance`` (the effective,
+            Fresnel-scaled one for a diverging beam), all in metres; its frames are real-space
+            images (not shifted) and its default start probe is the back-propagated mean
+            measured amplitude (our choice: the bump fits a focused far-field beam, not a
+            full-field near-field illumination).
+        n_modes : int, optional
+            Probe modes (mixed state, :mod:`.modes`); default 1, or the length of a given
+            ``(K, My, Mx)`` probe.  Extra modes start as small perturbed copies of the first.
+        refine_positions : bool or int
+            Refine the scan positions (:mod:`.positions`) from this sweep on (``True``: sweep
+            10); needs overlapping views.
+        background : bool or array (My, Mx)
+            ``True``: fit an additive background (:mod:`.background`); an array: a known
+            background (counts, centred like the frames), subtracted in the model.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from phasekit.ptycho import PtychoProblem
+        >>> I = np.ones((4, 16, 16)); pos = [[0, 0], [0, 4], [4, 0], [4, 4]]
+        >>> PtychoProblem.from_arrays(I, pos, n_modes=2).probe0.shape
+        torch.Size([2, 16, 16])
         """
         I = to_numpy(intensities)
         if I.ndim != 3:
@@ -143,6 +200,22 @@ class PtychoProblem:
                              f"minimum of {ints.min(axis=0).tolist()}; shift them first")
         if fft_norm not in ("ortho", "backward"):
             raise ConfigError(f"fft_norm must be 'ortho' or 'backward', got {fft_norm!r}")
+        if propagation not in PROPAGATIONS:
+            raise ConfigError(f"propagation must be one of {', '.join(PROPAGATIONS)}, got "
+                              f"{propagation!r}")
+        near = propagation != "farfield"
+        if near and fft_norm != "ortho":
+            raise ConfigError("fft_norm='backward' applies to far-field propagation only")
+        refine_from = _refine_start(refine_positions)
+        if refine_from is not None:
+            check_overlap(pos, (my, mx))
+        if n_modes is not None and (isinstance(n_modes, bool) or not isinstance(n_modes, (int, np.integer))
+                                    or not 1 <= int(n_modes) <= MAX_MODES):
+            raise ConfigError(f"n_modes must be an integer from 1 to {MAX_MODES}, got {n_modes!r}")
+        fit_bg = background is True
+        bg_given = None
+        if background is not None and background is not False and background is not True:
+            bg_given = check_background(to_numpy(background), (my, mx))
         if obj is not None:
             o = to_numpy(obj)
             if o.ndim != 2:
@@ -157,36 +230,71 @@ class PtychoProblem:
         check_positions(ints, (my, mx), object_shape)
         dev = resolve_device(device)
         cdt, rdt = complex_dtype(precision), real_dtype(precision)
+        prop = make_propagator(propagation, (my, mx), wavelength=wavelength,
+                               pixel_size=pixel_size, distance=distance, dtype=cdt, device=dev)
         scale = 1.0 if fft_norm == "ortho" else float(np.sqrt(my * mx))
+        # far field: centred frames -> work layout; near field: real-space images as they are
+        to_work = (lambda a: a) if near else (lambda a: np.fft.ifftshift(a, axes=(-2, -1)))
         amp = np.sqrt(I) / scale * mb
-        amp_t = torch.as_tensor(np.fft.ifftshift(amp, axes=(-2, -1)).copy(), dtype=rdt, device=dev)
-        meas_w = np.fft.ifftshift(m, axes=(-2, -1)).copy()
+        amp_t = torch.as_tensor(to_work(amp).copy(), dtype=rdt, device=dev)
+        meas_w = to_work(m).copy()
         meas_t = torch.as_tensor(meas_w, device=dev)
         if meas_t.ndim == 2:
             meas_t = meas_t[None].expand(n, my, mx)
         if probe is None:
-            p = bump((my, mx))
+            if near:  # the back-propagated mean measured amplitude, flat phase
+                a0 = torch.as_tensor(np.sqrt(np.mean(I, axis=0)), dtype=torch.complex128)
+                p = make_propagator(propagation, (my, mx), wavelength=wavelength,
+                                    pixel_size=pixel_size, distance=distance,
+                                    dtype=torch.complex128).adjoint(a0).numpy()
+            else:
+                p = bump((my, mx))
             if probe_energy_match is None:
                 probe_energy_match = True
         else:
             p = to_numpy(probe)
-            if p.shape != (my, mx):
-                raise InputError(f"probe shape {p.shape} != frame shape {(my, mx)}")
+            if p.shape[-2:] != (my, mx) or p.ndim not in (2, 3):
+                raise InputError(f"probe shape {p.shape} != frame shape {(my, mx)} (or (K, {my}, "
+                                 f"{mx}) for K modes)")
             if not np.all(np.isfinite(p)):
                 raise InputError("probe contains NaN or Inf")
-        if probe_energy_match:
+            if p.ndim == 3:
+                if n_modes is not None and int(n_modes) != p.shape[0]:
+                    raise ConfigError(f"n_modes={n_modes} but the probe has {p.shape[0]} modes")
+                if not 1 <= p.shape[0] <= MAX_MODES:
+                    raise ConfigError(f"a probe of {p.shape[0]} modes: from 1 to {MAX_MODES} accepted")
+                n_modes = p.shape[0]
+        n_modes = 1 if n_modes is None else int(n_modes)
+        if n_modes > 1:
+            _check_mode_memory(n_modes, (my, mx), precision)
+        if probe_energy_match:  # (a stack of modes: its total power)
             p = _energy_match(p, I, m)
         p = np.asarray(p) / scale  # probes are given in unitary-FFT units (see probe_of)
+        if n_modes > 1:
+            if p.ndim == 2:
+                p = initial_modes(p, n_modes)
+        elif p.ndim == 3:
+            p = p[0]
         o = np.ones(object_shape, np.complex128) if obj is None else to_numpy(obj)
         if not np.all(np.isfinite(o)):
             raise InputError("obj contains NaN or Inf")
         probe0 = torch.as_tensor(np.asarray(p, np.complex128), device=dev).to(cdt)
         obj0 = torch.as_tensor(np.asarray(o, np.complex128), device=dev).to(cdt)
         ramps = shift_ramps(frac, (my, mx), device=dev, dtype=cdt) if np.any(frac > 0) else None
+        bg_fixed = bg0 = None
+        if bg_given is not None:
+            bg_fixed = torch.as_tensor(to_work(bg_given / scale ** 2).copy(), dtype=rdt, device=dev)
+        if fit_bg:
+            bg0 = torch.as_tensor(to_work(start_background(I, mb) / scale ** 2).copy(),
+                                  dtype=rdt, device=dev)
         prob = cls(amp=amp_t, measured=meas_t, ints=ints, frac=frac, ramps=ramps, probe0=probe0,
                    obj0=obj0, illuminated=torch.zeros(object_shape, dtype=torch.bool, device=dev),
                    shape=object_shape, probe_shape=(my, mx), device=dev, precision=precision,
-                   fft_norm=fft_norm, amp_sum=float(amp_t.sum(dtype=torch.float64)))
+                   fft_norm=fft_norm, amp_sum=float(amp_t.sum(dtype=torch.float64)),
+                   propagation=propagation, wavelength=wavelength, pixel_size=pixel_size,
+                   distance=distance, prop=prop, n_modes=n_modes, refine_from=refine_from,
+                   fit_background=fit_bg, bg_fixed=bg_fixed, bg0=bg0,
+                   pos0=np.asarray(pos, np.float64).copy())
         cov = prob.illumination(probe0)
         prob.illuminated = cov >= illumination_threshold * cov.max()
         return prob
@@ -204,14 +312,99 @@ class PtychoProblem:
     def n_object(self) -> int:
         return int(self.shape[0] * self.shape[1])
 
-    def pack(self, obj: torch.Tensor, probe: torch.Tensor) -> torch.Tensor:
-        """Object and probe in one flat tensor (the driver's iterate)."""
-        return torch.cat([obj.reshape(-1).to(self.cdtype), probe.reshape(-1).to(self.cdtype)])
+    @property
+    def n_probe(self) -> int:
+        """Elements of the probe segment (all modes)."""
+        return int(self.probe0.numel())
+
+    @property
+    def refine(self) -> bool:
+        """Positions are refined (the iterate has a shift segment)."""
+        return self.refine_from is not None
+
+    @property
+    def n_packed(self) -> int:
+        """Length of the packed iterate."""
+        n = self.n_object + self.n_probe
+        if self.refine:
+            n += self.n_positions
+        if self.fit_background:
+            n += int(np.prod(self.probe_shape))
+        return n
+
+    @property
+    def fused_compatible(self) -> bool:
+        """The fused single-mode kernels apply (far or near field; no modes, background or
+        position refinement)."""
+        return (self.n_modes == 1 and not self.refine and not self.fit_background
+                and self.bg_fixed is None)
+
+    def pack(self, obj: torch.Tensor, probe: torch.Tensor, shifts: torch.Tensor | None = None,
+             background: torch.Tensor | None = None) -> torch.Tensor:
+        """Object, probe (modes) and, where enabled, position shifts (default 0) and background
+        (default the start) in one flat tensor (the driver's iterate)."""
+        parts = [obj.reshape(-1).to(self.cdtype), probe.reshape(-1).to(self.cdtype)]
+        if self.refine:
+            parts.append(torch.zeros(self.n_positions, dtype=self.cdtype, device=self.device)
+                         if shifts is None else shifts.reshape(-1).to(self.cdtype))
+        if self.fit_background:
+            b = self.bg0 if background is None else background
+            parts.append(b.reshape(-1).to(self.cdtype))
+        return torch.cat(parts)
 
     def views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(O, P)`` views into a packed iterate (in-place updates change ``x``)."""
+        """``(O, P)`` views into a packed iterate (in-place updates change ``x``); ``P`` is
+        (My, Mx) for one mode, (K, My, Mx) for K."""
         no = self.n_object
-        return x[:no].view(self.shape), x[no:].view(self.probe_shape)
+        return x[:no].view(self.shape), x[no:no + self.n_probe].view(self.probe0.shape)
+
+    def modes_view(self, x: torch.Tensor) -> torch.Tensor:
+        """The probe modes of a packed iterate as a (K, My, Mx) view."""
+        no = self.n_object
+        return x[no:no + self.n_probe].view(self.n_modes, *self.probe_shape)
+
+    def shifts_view(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The position shifts (N,) as complex ``dy + i dx`` (pixels), a view; None when off."""
+        if not self.refine:
+            return None
+        s = self.n_object + self.n_probe
+        return x[s:s + self.n_positions]
+
+    def background_view(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The fitted background (work layout, complex view, the real part is used); None
+        when not fitted."""
+        if not self.fit_background:
+            return None
+        s = self.n_object + self.n_probe + (self.n_positions if self.refine else 0)
+        return x[s:s + int(np.prod(self.probe_shape))].view(self.probe_shape)
+
+    def background_of(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The background the model adds (real, work layout, data units): fitted, given or None."""
+        b = self.background_view(x)
+        return b.real if b is not None else self.bg_fixed
+
+    def positions_of(self, x: torch.Tensor) -> np.ndarray:
+        """Scan positions (N, 2) of a packed iterate: the given ones plus the refined shifts."""
+        d = self.shifts_view(x)
+        if d is None:
+            return self.pos0.copy()
+        dd = d.detach().cpu().numpy()
+        return self.pos0 + np.stack([dd.real, dd.imag], axis=1).astype(np.float64)
+
+    def geometry_of(self, x: torch.Tensor):
+        """``(ints, ramps)`` of the current positions of a packed iterate."""
+        if not self.refine:
+            return self.ints, self.ramps
+        ints, frac = split_positions(self.positions_of(x))
+        ramps = shift_ramps(frac, self.probe_shape, device=self.device, dtype=self.cdtype) \
+            if np.any(frac > 0) else None
+        return ints, ramps
+
+    def clamp_position(self, r):
+        """Keep a (y, x) position inside the object (the window must fit)."""
+        ny, nx = self.shape
+        my, mx = self.probe_shape
+        return min(max(r[0], 0.0), float(ny - my)), min(max(r[1], 0.0), float(nx - mx))
 
     # ------------------------------------------------------------------ driver interface
     def random_start(self, rng=None) -> torch.Tensor:
@@ -222,7 +415,7 @@ class PtychoProblem:
     def from_centred(self, x0) -> torch.Tensor:
         """A starting object (Ny, Nx) (with the problem's starting probe) or a packed iterate."""
         t = torch.as_tensor(np.asarray(to_numpy(x0))).to(device=self.device, dtype=self.cdtype)
-        if t.ndim == 1 and t.numel() == self.n_object + self.probe0.numel():
+        if t.ndim == 1 and t.numel() == self.n_packed:
             return t.clone()
         if tuple(t.shape) != tuple(self.shape):
             raise InputError(f"starting object shape {tuple(t.shape)} != object shape {self.shape}")
@@ -245,8 +438,22 @@ class PtychoProblem:
         return self.from_centred(x0)
 
     def extra_outputs(self, x: torch.Tensor) -> dict:
-        """``{"probe": ...}`` of a packed iterate."""
-        return {"probe": self.probe_of(x)}
+        """``{"probe": ...}`` of a packed iterate, plus ``"positions"`` (N, 2) when refined and
+        ``"background"`` (My, Mx, counts, centred like the frames) when fitted."""
+        out = {"probe": self.probe_of(x)}
+        if self.refine:
+            out["positions"] = self.positions_of(x)
+        if self.fit_background:
+            out["background"] = self.background_out(x)
+        return out
+
+    def background_out(self, x: torch.Tensor) -> np.ndarray | None:
+        """The model's background in counts, centred like the frames (None without one)."""
+        b = self.background_of(x)
+        if b is None:
+            return None
+        a = b.detach().cpu().numpy().astype(np.float64) * self.probe_scale ** 2
+        return a if self.propagation != "farfield" else np.fft.fftshift(a).copy()
 
     def to_centred(self, x: torch.Tensor) -> np.ndarray:
         """The object of a packed iterate (a support-shaped bool passes through)."""
@@ -256,7 +463,8 @@ class PtychoProblem:
 
     def probe_of(self, x: torch.Tensor) -> np.ndarray:
         """The probe of a packed iterate, scaled to the unitary model (multiplied by
-        ``sqrt(My Mx)`` for ``fft_norm="backward"``, so probes compare across settings)."""
+        ``sqrt(My Mx)`` for ``fft_norm="backward"``, so probes compare across settings);
+        (K, My, Mx) for K > 1 modes."""
         p = self.views(x)[1].detach().cpu().numpy().copy()
         return p * self.probe_scale
 
@@ -264,12 +472,38 @@ class PtychoProblem:
     def probe_scale(self) -> float:
         return 1.0 if self.fft_norm == "ortho" else float(np.sqrt(np.prod(self.probe_shape)))
 
+    def settings(self) -> dict:
+        """The model settings recorded in a result's ``config``."""
+        return {"propagation": self.propagation, "wavelength": self.wavelength,
+                "pixel_size": self.pixel_size, "distance": self.distance,
+                "n_modes": self.n_modes,
+                "refine_positions": self.refine_from if self.refine else False,
+                "background": "fitted" if self.fit_background else
+                ("given" if self.bg_fixed is not None else False)}
+
     # ------------------------------------------------------------------ model
+    def to_detector(self, psi: torch.Tensor, ramp: torch.Tensor | None = None) -> torch.Tensor:
+        """Detector waves of exit waves (..., My, Mx) (work layout in far field).  In near field
+        ``ramp`` (the 2-D Fourier ramp of the position's fractional part, broadcastable) moves
+        the predicted frame back to the beam's frame (module docstring)."""
+        if self.propagation == "farfield":
+            return torch.fft.fft2(psi, norm="ortho")
+        h = self.prop.transfer if ramp is None else self.prop.transfer * ramp.conj()
+        return torch.fft.ifft2(torch.fft.fft2(psi) * h)
+
+    def from_detector(self, z: torch.Tensor, ramp: torch.Tensor | None = None) -> torch.Tensor:
+        """Adjoint of :meth:`to_detector`."""
+        if self.propagation == "farfield":
+            return torch.fft.ifft2(z, norm="ortho")
+        h = self.prop.transfer.conj() if ramp is None else self.prop.transfer.conj() * ramp
+        return torch.fft.ifft2(torch.fft.fft2(z) * h)
+
     def exit_waves(self, obj, probe, idx=None) -> torch.Tensor:
         return exit_waves(obj, probe, self.ints, self.ramps, idx)
 
     def illumination(self, probe: torch.Tensor) -> torch.Tensor:
-        r"""Coverage map :math:`\sum_n\mathcal S^\top_n|\mathcal T_n\mathbf P|^2` (object shape)."""
+        r"""Coverage map :math:`\sum_n\mathcal S^\top_n\sum_k|\mathcal T_n\mathbf P_k|^2`
+        (object shape)."""
         out = torch.zeros(self.shape, dtype=real_dtype(self.precision), device=self.device)
         my, mx = self.probe_shape
         for s in range(0, self.n_positions, 256):
@@ -277,23 +511,45 @@ class PtychoProblem:
             ones = torch.ones(self.shape, dtype=self.cdtype, device=self.device)
             w = exit_waves(ones, probe, self.ints, self.ramps, idx)
             a = w.real ** 2 + w.imag ** 2
+            if a.ndim == 4:
+                a = a.sum(1)
             for j, i in enumerate(idx):
                 iy, ix = self.ints[i]
                 out[iy:iy + my, ix:ix + mx] += a[j]
         return out
 
+    def model_amplitudes(self, x: torch.Tensor, idx) -> torch.Tensor:
+        r""":math:`\sqrt{\sum_k|\Psi_{n,k}|^2+B}` of the positions ``idx`` (n, My, Mx), work layout."""
+        o, p = self.views(x)
+        ints, ramps = self.geometry_of(x)
+        psi = exit_waves(o, p, ints, ramps, idx)
+        if self.propagation == "farfield":
+            z = torch.fft.fft2(psi, norm="ortho")
+        else:
+            r = None
+            if ramps is not None:
+                it = torch.as_tensor(np.asarray(idx), device=self.device)
+                r = ramps[0][it][:, :, None] * ramps[1][it][:, None, :]
+                if psi.ndim == 4:
+                    r = r[:, None]
+            z = self.to_detector(psi, r)
+        s = z.real ** 2 + z.imag ** 2
+        if s.ndim == 4:
+            s = s.sum(1)
+        b = self.background_of(x)
+        if b is not None:
+            s = s + b
+        return torch.sqrt(s)
+
     def costs_and_rfactor(self, x: torch.Tensor, kappa: float = 0.5, batch: int = 64):
         r"""Per-position costs :math:`e_n=\kappa\|\tilde{\boldsymbol\Psi}_n-\boldsymbol\Psi_n\|^2`
         (:math:`\tilde\Psi` the modulus projection, eq. (3)) and the R_F factor (eq. (23)) of a
         packed iterate; batched over positions (``initializeXi`` of CRISP)."""
-        o, p = self.views(x)
         e = torch.empty(self.n_positions, dtype=torch.float64, device=self.device)
         num = torch.zeros((), dtype=torch.float64, device=self.device)
         for s in range(0, self.n_positions, batch):
             idx = np.arange(s, min(s + batch, self.n_positions))
-            psi = exit_waves(o, p, self.ints, self.ramps, idx)
-            z = torch.fft.fft2(psi, norm="ortho")
-            a = torch.sqrt(z.real ** 2 + z.imag ** 2)
+            a = self.model_amplitudes(x, idx)
             b = self.amp[s:s + len(idx)]
             m = self.measured[s:s + len(idx)]
             num = num + ((a - b).abs() * m).sum(dtype=torch.float64)
@@ -305,3 +561,13 @@ class PtychoProblem:
         r"""R_F of a packed iterate, :math:`\sum_n\sum|\sqrt{I_n}-|\mathcal F\Psi_n||/\sum_n\sum
         \sqrt{I_n}` over measured pixels (Miao et al. 2006; CRISP eq. (23), sec. 4)."""
         return self.costs_and_rfactor(x)[1]
+
+
+def _check_mode_memory(n_modes: int, frame, precision: str) -> None:
+    """Memory guard for K probe modes: the batched model of 64 positions holds K exit waves and
+    detector waves per position (complex), plus the mode stack."""
+    from ..core.resources import check_memory
+
+    cb = 8 if precision == "single" else 16
+    need = (64 * 3 + 4) * int(n_modes) * int(np.prod(frame)) * cb
+    check_memory(need, f"{n_modes} probe modes of {frame[0]}x{frame[1]}")

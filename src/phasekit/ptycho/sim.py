@@ -21,7 +21,7 @@ import torch
 from ..core.errors import ConfigError, InputError
 from ..core.rng import make_rng
 from .operators import check_positions, exit_waves, shift_ramps, split_positions
-from .probe import scale_to_dose
+from .probe import vacuum_origin_intensity
 from .scan import object_shape_for
 
 #: refractive index decrements at 8 keV (Henke tables, rounded): TiO2 (rutile 4.2 g/cm^3) and PMMA
@@ -119,72 +119,145 @@ class SimulatedPtycho:
     pixel_size: float | None = None  # object pixel (m)
     params: dict = field(default_factory=dict)
 
+    propagation: str = "farfield"
+    background: np.ndarray | None = None  # (My, Mx) counts added to every frame (before noise)
+
     @property
     def noise_free(self) -> np.ndarray:
         """The expected intensities (recomputed from the truth)."""
-        return forward_intensities(self.obj, self.probe, self.positions)
+        I = forward_intensities(self.obj, self.probe, self.positions,
+                                propagation=self.propagation, wavelength=self.wavelength,
+                                pixel_size=self.pixel_size, distance=self.distance)
+        return I + self.background if self.background is not None else I
+
+    def positions_px(self) -> np.ndarray:
+        """The scan positions (object pixels), as :class:`~phasekit.io.ptycho.PtychoData`."""
+        return np.asarray(self.positions, np.float64)
 
 
-def forward_intensities(obj, probe, positions, *, batch: int = 64) -> np.ndarray:
-    r"""Noise-free :math:`|\mathcal F[\mathcal T_{\mathbf r_n}\mathbf P\odot\mathcal S_{\mathbf
-    r_n}\mathbf O]|^2` (unitary FFT), centred frames, (N, My, Mx) float64."""
+def forward_intensities(obj, probe, positions, *, batch: int = 64, propagation: str = "farfield",
+                        wavelength=None, pixel_size=None, distance=None) -> np.ndarray:
+    r"""Noise-free :math:`\sum_k|\mathcal D[\mathcal T_{\mathbf r_n}\mathbf P_k\odot\mathcal
+    S_{\mathbf r_n}\mathbf O]|^2`, (N, My, Mx) float64.
+
+    ``probe`` is (My, Mx) or a stack of K incoherent modes (K, My, Mx).  Far field
+    (``propagation="farfield"``): :math:`\mathcal D` is the unitary FFT and frames are centred.
+    Near field (``"fresnel"``, ``"angular"``, with ``wavelength``, ``pixel_size`` and
+    ``distance`` in metres): :math:`\mathcal D` is the transfer-function propagator and the frame
+    is the real-space image in the beam's frame (a fractional position also shifts it, as
+    :meth:`phasekit.ptycho.PtychoProblem.to_detector`).
+    """
+    from ..operators.propagation import make_propagator
+
     o = torch.as_tensor(np.asarray(obj, dtype=np.complex128))
     # the shift theorem holds for any circular layout, so the centred probe is used directly
     p = torch.as_tensor(np.asarray(probe, dtype=np.complex128))
+    frame = tuple(p.shape[-2:])
     ints, frac = split_positions(positions)
-    check_positions(ints, p.shape, o.shape)
-    ramps = shift_ramps(frac, p.shape, dtype=torch.complex128) if np.any(frac) else None
-    out = np.empty((len(ints), *p.shape))
+    check_positions(ints, frame, o.shape)
+    ramps = shift_ramps(frac, frame, dtype=torch.complex128) if np.any(frac) else None
+    prop = make_propagator(propagation, frame, wavelength=wavelength, pixel_size=pixel_size,
+                           distance=distance, dtype=torch.complex128)
+    out = np.empty((len(ints), *frame))
     for s in range(0, len(ints), batch):
         idx = np.arange(s, min(s + batch, len(ints)))
         psi = exit_waves(o, p, ints, ramps, idx)
-        z = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(psi, dim=(-2, -1)), norm="ortho"),
-                               dim=(-2, -1))
-        out[idx] = (z.real ** 2 + z.imag ** 2).numpy()
+        if propagation == "farfield":
+            z = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(psi, dim=(-2, -1)),
+                                                  norm="ortho"), dim=(-2, -1))
+        else:
+            h = prop.transfer
+            if ramps is not None:
+                it = torch.as_tensor(idx)
+                r = ramps[0][it][:, :, None] * ramps[1][it][:, None, :]
+                h = h * (r[:, None] if psi.ndim == 4 else r).conj()
+            z = torch.fft.ifft2(torch.fft.fft2(psi) * h)
+        a = z.real ** 2 + z.imag ** 2
+        out[idx] = (a.sum(1) if a.ndim == 4 else a).numpy()
     return out
 
 
 def simulate_ptycho(obj, probe, positions, *, dose: float | None = 1e10, rng=None, mask=None,
                     wavelength: float | None = None, distance: float | None = None,
                     detector_pixel: float | None = None, pixel_size: float | None = None,
-                    params: dict | None = None) -> SimulatedPtycho:
-    """Simulate far-field ptychography: exit waves, unitary FFT, Poisson counts.
+                    params: dict | None = None, propagation: str = "farfield",
+                    background=None) -> SimulatedPtycho:
+    """Simulate ptychography: exit waves, propagation, an optional background, Poisson counts.
 
     Parameters
     ----------
     obj : complex array (Ny, Nx)
         Object transmission (must hold every probe window).
-    probe : complex array (My, Mx)
-        Probe shape; rescaled so that the vacuum pattern has ``dose`` counts at the origin
-        (:func:`phasekit.ptycho.probe.scale_to_dose`).  ``dose=None``: the probe is used as
-        given and the intensities are noise-free.
+    probe : complex array (My, Mx) or (K, My, Mx)
+        Probe shape, or K mutually incoherent modes (a partially coherent beam); rescaled so
+        that the vacuum pattern has ``dose`` counts at the origin (far field,
+        :func:`phasekit.ptycho.probe.scale_to_dose`; for modes the incoherent sum) or, in near
+        field, ``dose`` mean counts per pixel of the vacuum frame (our definition: a near-field
+        frame has no zero-frequency peak).  ``dose=None``: the probe is used as given and the
+        intensities are noise-free.
     positions : (N, 2) pixels, (y, x) top-left corners; sub-pixel values are allowed.
     rng : seed or Generator of the Poisson noise.
     mask : (My, Mx) bool, optional
         True = measured; unmeasured pixels are stored as 0 counts.
+    propagation : {"farfield", "fresnel", "angular"}
+        Near field needs ``wavelength``, ``pixel_size`` (object pixel) and ``distance`` (the
+        effective, Fresnel-scaled distance for a diverging beam), metres; its frames are
+        real-space images (not centred in reciprocal space).
+    background : array (My, Mx) or float, optional
+        Counts added to every expected frame before the Poisson noise (centred like the frames).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from phasekit.ptycho import simulate_ptycho
+    >>> sim = simulate_ptycho(np.ones((40, 40), complex), np.ones((32, 32), complex),
+    ...                       [[0, 0], [8, 8]], dose=100.0, propagation="fresnel",
+    ...                       wavelength=1e-10, pixel_size=1e-7, distance=1e-3, rng=0)
+    >>> sim.intensities.shape, round(float(sim.intensities.mean()) / 100, 1)
+    ((2, 32, 32), 1.0)
     """
     o = np.asarray(obj)
     p = np.asarray(probe)
-    if o.ndim != 2 or p.ndim != 2:
-        raise InputError(f"object and probe must be 2-D, got {o.shape} and {p.shape}")
+    if o.ndim != 2 or p.ndim not in (2, 3):
+        raise InputError(f"object must be 2-D and the probe (My, Mx) or (K, My, Mx), got "
+                         f"{o.shape} and {p.shape}")
+    frame = p.shape[-2:]
     pos = np.asarray(positions, dtype=np.float64)
-    need = object_shape_for(pos, p.shape)
+    need = object_shape_for(pos, frame)
     if need[0] > o.shape[0] or need[1] > o.shape[1]:
         raise InputError(f"object {o.shape} too small for the scan: needs at least {need}")
     if dose is not None:
-        p = scale_to_dose(p, dose)
-    I = forward_intensities(o, p, pos)
+        if not (float(dose) > 0 and math.isfinite(float(dose))):
+            raise ConfigError(f"dose must be positive, got {dose}")
+        if propagation == "farfield" and p.ndim == 2:
+            i0 = vacuum_origin_intensity(p)
+        elif propagation != "farfield":
+            i0 = float((np.abs(p) ** 2).sum()) / (frame[0] * frame[1])
+        else:
+            stack = p.reshape(-1, *frame)
+            i0 = float(sum(abs(m.sum()) ** 2 for m in stack) / (frame[0] * frame[1]))
+        if i0 <= 0:
+            raise ConfigError("the probe has no power to scale to a dose")
+        p = p * math.sqrt(float(dose) / i0)
+    I = forward_intensities(o, p, pos, propagation=propagation, wavelength=wavelength,
+                            pixel_size=pixel_size, distance=distance)
+    bg = None
+    if background is not None:
+        bg = np.broadcast_to(np.asarray(background, np.float64), frame).copy()
+        if not np.all(np.isfinite(bg)) or np.any(bg < 0):
+            raise InputError("background must be finite and >= 0")
+        I = I + bg
     if dose is not None:
         g = make_rng(rng)
         I = g.poisson(I).astype(np.float64)
     m = None
     if mask is not None:
         m = np.asarray(mask, dtype=bool)
-        if m.shape != p.shape:
-            raise InputError(f"mask shape {m.shape} != probe shape {p.shape}")
+        if m.shape != frame:
+            raise InputError(f"mask shape {m.shape} != probe shape {frame}")
         I = I * m
     return SimulatedPtycho(intensities=I.astype(np.float32), positions=pos,
                            obj=o.astype(np.complex64), probe=p.astype(np.complex64), mask=m,
                            dose=dose, wavelength=wavelength, distance=distance,
                            detector_pixel=detector_pixel, pixel_size=pixel_size,
-                           params=dict(params or {}))
+                           params=dict(params or {}), propagation=propagation, background=bg)
