@@ -24,6 +24,15 @@ median over repeats, so slow phases of the shared machine cancel.
   with ours; it is timed as peer_perf.md did: ``create_rec({"algorithm_sequence": "n*ER"}, ...)``
   then ``w.iterate()`` (n iterations, its error every iteration) on the same ``data.npy``.
 
+Real objects (``--real``; issue 16 item 1): a second pattern, a *real* object (U[0,1)) in the same
+support, ``real=True``.  ER / HIO / RAAR / OSS then run on the real FFT pair and the Hermitian half
+spectrum (rows ``real step``, ``real step+metrics``), and on the complex path for comparison (row
+``real step, complex FFTs``, ``rfft=False``).  These rows are timed against adjacent blocks of the
+*real* FFT pair phasekit calls (``core.fft.rfftw`` + ``irfftw(..., overwrite=True)``, i.e.
+``rfftn`` and an in-place inverse over the leading axis followed by ``irfft`` of the last, which
+skips a copy ``torch.fft.irfftn`` makes): their FFT bound is the real pair.  The component row
+``torch rfftn+irfftn pair`` gives torch's plain pair in units of that pair.
+
 Run ``python benchmarks/cdi_speed.py`` (about 6 min) or ``--quick`` (about 30 s; writes
 ``cdi_speed_quick.*``).
 """
@@ -50,6 +59,9 @@ ALGS = ["er", "hio", "raar", "gps-r", "gps-f", "oss"]
 FFTS_STEP = {"er": 2, "hio": 2, "raar": 2, "gps-r": 4, "gps-f": 3, "oss": 5}
 FFTS_METRICS = {"er": 1, "hio": 1, "raar": 1, "gps-r": 0, "gps-f": 0, "oss": 0}
 TARGET_RATIO = 1.3
+REAL_ALGS = ["er", "hio", "raar", "oss"]
+#: the real-FFT path should take about half the complex path's time on a real object
+REAL_SPEEDUP_TARGET = 1.6
 
 COHERE_WORKER = r'''
 import contextlib, io, json, os, sys, time
@@ -109,6 +121,18 @@ def parse_args(argv=None):
     if a.quick:
         a.sizes, a.repeats, a.threads, a.block_s, a.pre_iter, a.driver_iter = [128, 256], 3, [1], 0.03, 5, 10
     return a
+
+
+def make_real_pattern(n, seed):
+    """A real object U[0,1) in the centred support of half the array per axis."""
+    rng = np.random.default_rng(seed + 1000)
+    obj = np.zeros((n, n), np.float32)
+    sl = (slice(n // 4, n // 4 + n // 2),) * 2
+    obj[sl] = rng.random((n // 2, n // 2)).astype(np.float32)
+    intensity = np.abs(np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(obj), norm="ortho"))) ** 2
+    support = np.zeros((n, n), bool)
+    support[sl] = True
+    return intensity.astype(np.float32), support
 
 
 def make_pattern(n, seed):
@@ -175,13 +199,32 @@ def build_timers(n, args, cohere, data_path, log):
     from phasekit.cdi import kernels
     from phasekit.cdi.api import reconstruct
     from phasekit.cdi.problem import CDIProblem
+    from phasekit.core.fft import irfftw, rfftw
     from phasekit.engine import get_algorithm
 
     intensity, support = make_pattern(n, args.seed)
     np.save(data_path, intensity)
     probs = {"single": CDIProblem.from_arrays(intensity, support),
              "double": CDIProblem.from_arrays(intensity, support, precision="double")}
+    ireal, sreal = make_real_pattern(n, args.seed)
+    probs["real"] = CDIProblem.from_arrays(ireal, sreal, real=True)
+    probs["real, complex FFTs"] = CDIProblem.from_arrays(ireal, sreal, real=True, rfft=False)
     x = torch.randn(n, n, dtype=torch.complex64)
+    xr = torch.randn(n, n, dtype=torch.float32)
+
+    def rfft_block(m):  # the real pair phasekit calls (core.fft.rfftw, irfftw(overwrite=True))
+        t0 = time.perf_counter()
+        for _ in range(m):
+            z = rfftw(xr, 2)
+            irfftw(z, (n, n), 2, overwrite=True)
+        return time.perf_counter() - t0
+
+    def plain_rfft_block(m):  # torch's rfftn + irfftn as they come
+        t0 = time.perf_counter()
+        for _ in range(m):
+            z = torch.fft.rfftn(xr, dim=(-2, -1), norm="ortho")
+            torch.fft.irfftn(z, s=(n, n), dim=(-2, -1), norm="ortho")
+        return time.perf_counter() - t0
 
     def fft_block(m):
         t0 = time.perf_counter()
@@ -243,6 +286,14 @@ def build_timers(n, args, cohere, data_path, log):
             "alg": name, "mode": "step, no numba", "ffts": FFTS_STEP[name]})
         timers[f"{name} driver"] = (make_driver(name), {
             "alg": name, "mode": "driver", "ffts": FFTS_STEP[name] + FFTS_METRICS[name]})
+        if name in REAL_ALGS:  # a real object: real FFT pair vs the complex path
+            timers[f"{name} real step"] = (make_step(algo(name, "real")), {
+                "alg": name, "mode": "real step", "ffts": FFTS_STEP[name], "pair": "real"})
+            timers[f"{name} real step+metrics"] = (make_step(algo(name, "real"), metrics=True), {
+                "alg": name, "mode": "real step+metrics", "ffts": FFTS_STEP[name] + FFTS_METRICS[name],
+                "pair": "real"})
+            timers[f"{name} real step, complex FFTs"] = (make_step(algo(name, "real, complex FFTs")), {
+                "alg": name, "mode": "real step, complex FFTs", "ffts": FFTS_STEP[name], "pair": "real"})
     # component: what the R-factor (one FFT + a torch reduction) costs next to its FFT
     p1 = probs["single"]
     xc = p1.random_start(np.random.default_rng(0))
@@ -253,6 +304,9 @@ def build_timers(n, args, cohere, data_path, log):
             p1.rfactor(xc)
         return time.perf_counter() - t0
     timers["component: problem.rfactor(x)"] = (rf_block, {"alg": "-", "mode": "component", "ffts": 1})
+    if any(a in REAL_ALGS for a in args.algorithms):
+        timers["component: torch rfftn+irfftn pair"] = (plain_rfft_block, {
+            "alg": "-", "mode": "component", "ffts": 2, "pair": "real"})
     for name in ("er", "hio"):
         if name in args.algorithms:
             d = algo(name, "double")
@@ -270,7 +324,7 @@ def build_timers(n, args, cohere, data_path, log):
                 return r["t"]
             timers[f"cohere {alg}"] = (run, {"alg": alg.lower(), "mode": "cohere", "ffts": 2, "key": key,
                                              "cohere_alg": alg})
-    return timers, fft_block
+    return timers, fft_block, rfft_block
 
 
 def calibrate(fn, block_s, lo=3, hi=400):
@@ -282,8 +336,9 @@ def calibrate(fn, block_s, lo=3, hi=400):
 
 def measure_size(n, args, cohere, tmpdir, log):
     data_path = str(Path(tmpdir) / f"data_{n}.npy")
-    timers, fft_block = build_timers(n, args, cohere, data_path, log)
+    timers, fft_block, rfft_block = build_timers(n, args, cohere, data_path, log)
     m_fft, t_fft0 = calibrate(fft_block, args.block_s)
+    m_rfft, _ = calibrate(rfft_block, args.block_s)
     sizes = {}
     cohere_dtype = {}
     for name, (fn, md) in list(timers.items()):
@@ -310,19 +365,21 @@ def measure_size(n, args, cohere, tmpdir, log):
     per = {name: [] for name in timers}
     ratio = {name: [] for name in timers}
     fft_pairs = []
+    rfft_pairs = []
     for rep in range(args.repeats):
         order = list(timers)
         rng.shuffle(order)
         for name in order:
-            tf = fft_block(m_fft) / m_fft
             fn, md = timers[name]
+            real_pair = md.get("pair") == "real"
+            tf = rfft_block(m_rfft) / m_rfft if real_pair else fft_block(m_fft) / m_fft
             m = sizes[name]
             try:
                 ta = fn(m) / m
             except Exception as e:  # noqa: BLE001
                 log(f"  {name}: failed: {e!r}")
                 continue
-            fft_pairs.append(tf)
+            (rfft_pairs if real_pair else fft_pairs).append(tf)
             per[name].append(ta)
             ratio[name].append(ta / tf)
         log(f"  size {n} repeat {rep + 1}/{args.repeats}: FFT pair {1e3 * np.median(fft_pairs[-len(order):]):.3f} ms")
@@ -354,6 +411,7 @@ def measure_size(n, args, cohere, tmpdir, log):
                 cohere.ask(cmd="drop", key=md["key"])
     return {"fft_pair_ms": 1e3 * pair, "fft_pair_ms_p10_p90": [1e3 * float(np.percentile(fft_pairs, 10)),
                                                                1e3 * float(np.percentile(fft_pairs, 90))],
+            "real_fft_pair_ms": 1e3 * float(np.median(rfft_pairs)) if rfft_pairs else None,
             "iters_per_fft_block": m_fft, "rows": rows}
 
 
@@ -376,6 +434,31 @@ def make_claims(res, args, cohere):
                     all(v <= TARGET_RATIO for v in vals.values()),
                     ", ".join(f"{n}^2: {v:.2f}x" for n, v in vals.items()),
                     ratios=vals))
+        for alg in [a for a in args.algorithms if a in REAL_ALGS]:
+            for mode in ("real step", "real step+metrics"):
+                vals = {n: R[str(n)]["rows"].get(f"{alg} {mode}", {}).get("ratio_to_fft_bound")
+                        for n in args.sizes}
+                vals = {n: v for n, v in vals.items() if v is not None}
+                if vals:
+                    ffts = FFTS_STEP[alg] + (FFTS_METRICS[alg] if mode == "real step+metrics" else 0)
+                    C.append(claim(
+                        f"{alg.upper()} {mode}, real object ({thr} thread{'s' if thr > 1 else ''}): time per "
+                        f"iteration <= {TARGET_RATIO}x its real-FFT bound ({ffts} real FFTs)",
+                        all(v <= TARGET_RATIO for v in vals.values()),
+                        ", ".join(f"{n}^2: {v:.2f}x" for n, v in vals.items()), ratios=vals))
+            sp = {}
+            for n in args.sizes:
+                rows = R[str(n)]["rows"]
+                a_, b_ = rows.get(f"{alg} real step"), rows.get(f"{alg} real step, complex FFTs")
+                if a_ and b_:  # both normalised by adjacent real-FFT-pair blocks
+                    sp[n] = b_["per_fft_pair"] / a_["per_fft_pair"]
+            if sp:
+                C.append(claim(
+                    f"{alg.upper()} real object ({thr} thread{'s' if thr > 1 else ''}): the real-FFT path is at "
+                    f"least {REAL_SPEEDUP_TARGET}x faster per step than the complex path (about half its time)",
+                    all(v >= REAL_SPEEDUP_TARGET for v in sp.values()),
+                    "complex path / real-FFT path: " + ", ".join(f"{n}^2: {v:.2f}x" for n, v in sp.items()),
+                    speedup=sp))
         for alg in args.algorithms:
             sp = {}
             for n in args.sizes:
@@ -487,9 +570,10 @@ def markdown(data, args, meta):
     for thr in args.threads:
         R = data["results"][str(thr)]
         L += [f"## {thr} thread(s) (torch and numba)", ""]
-        L.append(md_table(["N", "FFT pair (ms, median)", "p10-p90"],
+        L.append(md_table(["N", "FFT pair (ms, median)", "p10-p90", "real FFT pair (ms, median)"],
                           [[f"{n}^2", R[str(n)]["fft_pair_ms"],
-                            "{:.3f}-{:.3f}".format(*R[str(n)]["fft_pair_ms_p10_p90"])] for n in args.sizes]))
+                            "{:.3f}-{:.3f}".format(*R[str(n)]["fft_pair_ms_p10_p90"]),
+                            R[str(n)].get("real_fft_pair_ms") or "-"] for n in args.sizes]))
         L.append("")
         hdr = ["algorithm", "mode", "FFTs"]
         for n in args.sizes:
@@ -517,7 +601,13 @@ def markdown(data, args, meta):
                             else f"{r['per_fft_pair']:.2f} pairs"]
             rows.append(row)
         L += [md_table(hdr, rows), ""]
-    L += ["'/ bound' = median over repeats of (block time / adjacent FFT-pair time) / (FFTs / 2). "
+    L += ["'real ...' rows: a real object (`real=True`); '/ bound' is against the real FFT pair "
+          "phasekit calls (rfftn + in-place inverse, `core.fft.irfftw(overwrite=True)`) timed in "
+          "adjacent blocks, also for the complex path of the same problem ('real step, complex "
+          "FFTs', `rfft=False`); the component row 'torch rfftn+irfftn pair' is torch's plain "
+          "pair in units of that pair.",
+          "",
+          "'/ bound' = median over repeats of (block time / adjacent FFT-pair time) / (FFTs / 2). "
           "For 'double' rows the value is the time in complex64 FFT pairs (no bound). The component row "
           "times `problem.rfactor(x)` (1 FFT + the torch reduction) against 1 FFT. 'driver' rows time "
           f"whole reconstruct() calls of at least {args.driver_iter} iterations (random start included). cohere rows: 2 FFTs (complex128 scipy.fft) per iteration, but compared here "

@@ -7,7 +7,10 @@ so an iteration written naively costs 2-3x its FFTs.  Each kernel here does one 
 
 * :func:`fourier_project` -- modulus projection on measured pixels (unmeasured pixels free);
 * :func:`realspace_update` -- ER / HIO / RAAR real-space step with support, realness and
-  positivity (one definition of each rule; see :mod:`phasekit.cdi.algorithms`).
+  positivity (one definition of each rule; see :mod:`phasekit.cdi.algorithms`); on real
+  tensors (a real object on real FFTs) the real-array kernels;
+* :func:`fourier_project_half` / :func:`rfactor_numerator_half` -- the projection and R-factor
+  of a real object on its Hermitian half spectrum (:mod:`phasekit.cdi.halfspectrum`).
 
 The numba kernels are used automatically for contiguous CPU tensors when numba imports; set
 ``PHASEKIT_NO_NUMBA=1`` to force the reference path.
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 
 from ..operators.projections import apply_constraints, modulus_projection_
+from .halfspectrum import project_half_reference, rfactor_numerator_half_reference
 
 ER, HIO, RAAR = 0, 1, 2
 _MODES = {"er": ER, "hio": HIO, "raar": RAAR}
@@ -182,8 +186,111 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
         for i in rng(zf.size):
             zf[i] = zf[i] * wf[i]
 
+    @strict
+    def fourier_project_half(z, amp, proj, keep):
+        # the half-spectrum projection of a real object (see cdi/halfspectrum.py):
+        # P~(z; amp) + keep z on proj pixels, z elsewhere; blocked as fourier_project
+        zf = z.ravel()
+        af = amp.ravel()
+        pf = proj.ravel()
+        kf = keep.ravel()
+        n = zf.size
+        for bi in rng((n + _BLOCK - 1) // _BLOCK):
+            lo = bi * _BLOCK
+            hi = min(lo + _BLOCK, n)
+            zb = zf[lo:hi]
+            ab = af[lo:hi]
+            pb = pf[lo:hi]
+            kb = kf[lo:hi]
+            ib = zb.copy()
+            nbad = 0
+            for j in range(ib.size):
+                v = ib[j]
+                re2, im2, ok, bad = project_fast(v.real, v.imag, ab[j], pb[j])
+                nbad += bad
+                c = kb[j]
+                h = c > 0
+                zb[j] = complex(re2 + c * v.real if h else re2, im2 + c * v.imag if h else im2)
+            if nbad:
+                for j in range(ib.size):
+                    v = ib[j]
+                    if pb[j] and not fast_ok(v.real, v.imag):
+                        re2, im2 = project_pixel(v.real, v.imag, ab[j])
+                        c = kb[j]
+                        h = c > 0
+                        zb[j] = complex(re2 + c * v.real if h else re2, im2 + c * v.imag if h else im2)
+
+    # the ER / HIO / RAAR rules on real arrays (a real object on real FFTs).  Written branch-free
+    # (bitwise & |, no short-circuit) and with beta, c in the arrays' dtype (the caller casts):
+    # 4x faster than the branchy float64 form on a 256^2 float32 HIO step (AMD EPYC)
+    @jit
+    def er_update_r(x, y, supp, positive):
+        xf = x.ravel()
+        yf = y.ravel()
+        sf = supp.ravel()
+        for i in rng(xf.size):
+            r = yf[i]
+            r = max(r, r * 0) if positive else r
+            xf[i] = r if sf[i] else r * 0
+
+    @jit
+    def hio_update_r(x, y, supp, beta, positive):
+        xf = x.ravel()
+        yf = y.ravel()
+        sf = supp.ravel()
+        nopos = not positive
+        for i in rng(xf.size):
+            yr = yf[i]
+            g = sf[i] & (nopos | (yr >= yr * 0))
+            u = xf[i]
+            v = u - beta * yr
+            xf[i] = yr if g else v
+
+    @jit
+    def raar_update_r(x, y, supp, beta, c, positive):
+        xf = x.ravel()
+        yf = y.ravel()
+        sf = supp.ravel()
+        nopos = not positive
+        for i in rng(xf.size):
+            yr = yf[i]
+            u = xf[i]
+            t = 2 * yr - u
+            g = sf[i] & (nopos | (t >= t * 0))
+            v = beta * u + c * yr
+            xf[i] = yr if g else v
+
+    @numba.njit(fastmath=True, cache=True, parallel=parallel)
+    def rfactor_numerator_half(z, a1, m1, a2, m2):
+        # the R-factor numerator from the half spectrum: paired columns count twice (m2); fixed
+        # blocks as rfactor_numerator (thread-count independent)
+        zf = z.ravel()
+        af = a1.ravel()
+        mf = m1.ravel()
+        bf = a2.ravel()
+        nf = m2.ravel()
+        n = zf.size
+        nb = (n + REDUCE_BLOCK - 1) // REDUCE_BLOCK
+        part = np.zeros(nb)
+        for k in rng(nb):
+            lo = k * REDUCE_BLOCK
+            hi = min(lo + REDUCE_BLOCK, n)
+            acc = 0.0
+            for i in range(lo, hi):
+                v = zf[i]
+                az = np.sqrt(v.real * v.real + v.imag * v.imag)
+                d1 = abs(az - af[i])
+                d2 = abs(az - bf[i])
+                acc += (d1 if mf[i] else d1 * 0) + (d2 if nf[i] else d2 * 0)
+            part[k] = acc
+        tot = 0.0
+        for k in range(nb):
+            tot += part[k]
+        return tot
+
     return (fourier_project, er_update, hio_update, raar_update, rfactor_numerator, gps_primal,
-            gps_dual, scale_real)
+            gps_dual, scale_real, fourier_project_half, er_update_r, hio_update_r, raar_update_r,
+            rfactor_numerator_half)
 
 
 #: block length of the deterministic (thread-count independent) reductions
@@ -227,6 +334,30 @@ def fourier_project(z: torch.Tensor, amp: torch.Tensor, measured: torch.Tensor, 
         modulus_projection_(z, amp, measured)
 
 
+def fourier_project_half(z: torch.Tensor, hs, *, fused: bool | None = None) -> None:
+    """In place on a half spectrum ``z`` (a real object's ``rfftn``): the half-spectrum form of
+    the modulus projection followed by the real part, ``P~(z; b_h) + keep z`` on ``hs.proj``
+    pixels (see :mod:`phasekit.cdi.halfspectrum`; ``hs`` is a
+    :class:`~phasekit.cdi.halfspectrum.HalfSpectrum`)."""
+    if fused is None:
+        fused = _fused_ok(z, hs.amp, hs.proj, hs.keep)
+    if fused:
+        _k(z.numel())[8](z.numpy(), hs.amp.numpy(), hs.proj.numpy(), hs.keep.numpy())
+    else:
+        project_half_reference(z, hs)
+
+
+def rfactor_numerator_half(z: torch.Tensor, hs, *, fused: bool | None = None) -> float:
+    """``sum_measured | |Z| - b |`` over the full grid from the half spectrum ``z`` of a real
+    image (paired columns count twice; see :mod:`phasekit.cdi.halfspectrum`)."""
+    if fused is None:
+        fused = _fused_ok(z, hs.a1, hs.m1, hs.a2, hs.m2)
+    if fused:
+        return float(_k(z.numel())[12](z.numpy(), hs.a1.numpy(), hs.m1.numpy(), hs.a2.numpy(),
+                                       hs.m2.numpy()))
+    return rfactor_numerator_half_reference(z, hs)
+
+
 def rfactor_numerator(z: torch.Tensor, amp: torch.Tensor, measured: torch.Tensor) -> float:
     """``sum_measured | |z| - b |`` (the numerator of the R-factor, thesis eq. (2.21))."""
     if _fused_ok(z, amp, measured):
@@ -240,6 +371,10 @@ def constrain(x: torch.Tensor, support: torch.Tensor, *, real: bool = False, pos
     if _fused_ok(x, support) and x.is_complex():
         out = torch.empty_like(x)
         _k(x.numel())[1](out.numpy(), x.numpy(), support.numpy(), bool(real), bool(positive))
+        return out
+    if _fused_ok(x, support) and x.is_floating_point():
+        out = torch.empty_like(x)
+        _k(x.numel())[9](out.numpy(), x.numpy(), support.numpy(), bool(positive))
         return out
     return apply_constraints(x, support, real=real, positive=positive)
 
@@ -276,7 +411,19 @@ def realspace_update(x: torch.Tensor, y: torch.Tensor, support: torch.Tensor, mo
     """
     if fused is None:
         fused = _fused_ok(x, y, support)
-    if fused:
+    if fused and not x.is_complex():  # a real object on real FFTs: x and y real
+        ks = _k(x.numel())
+        xn, yn, sn = x.numpy(), y.numpy(), support.numpy()
+        dt = xn.dtype.type  # the arithmetic in the arrays' precision, as the torch twin does
+        if mode == ER:
+            ks[9](xn, yn, sn, bool(positive))
+        elif mode == HIO:
+            ks[10](xn, yn, sn, dt(beta), bool(positive))
+        elif mode == RAAR:
+            ks[11](xn, yn, sn, dt(beta), dt(1.0 - 2.0 * beta), bool(positive))
+        else:
+            raise ValueError(f"unknown mode {mode}")
+    elif fused:
         ks = _k(x.numel())
         xn, yn, sn = x.numpy(), y.numpy(), support.numpy()
         if mode == ER:

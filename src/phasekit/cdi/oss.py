@@ -7,7 +7,7 @@ from pydantic import Field
 
 from ..engine import Algorithm, StrictConfig
 from .filters import freq_index_sq, gaussian_window, oss_alphas
-from .kernels import HIO, fourier_project, realspace_update
+from .kernels import HIO, fourier_project, fourier_project_half, realspace_update
 
 
 class OSSConfig(StrictConfig):
@@ -29,6 +29,10 @@ class OSS(Algorithm):
     (:func:`oss_alphas`).  R_F is measured every iteration on ``P_C y`` (the sample, as the
     reference code does every 2); the output is the lowest-R_F estimate over all stages.
     The thesis (ch. 2) uses OSS as its main baseline with these filters.
+
+    On a real-object problem (``problem.use_rfft``) the iterate is real and both FFT pairs (the
+    projection and the smoothing, whose Gaussian is symmetric in ``k``) run on real FFTs and the
+    half spectrum (:mod:`phasekit.cdi.halfspectrum`): the same iterates within rounding.
     """
 
     name = "oss"
@@ -49,11 +53,23 @@ class OSS(Algorithm):
 
     def _filter(self, j):
         if j not in self._filters:
-            self._filters = {j: gaussian_window(self.k2, float(self.alphas[j]))}
+            w = gaussian_window(self.k2, float(self.alphas[j]))
+            if self.problem.use_rfft:
+                w = w[..., : self.problem.shape[-1] // 2 + 1].contiguous()
+            self._filters = {j: w}
         return self._filters[j]
 
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        # a checkpoint of the other path (real vs complex iterate) continues on this one
+        p = self.problem
+        for n in ("x", "y", "best_x", "best_est", "stage_best_x"):
+            v = getattr(self, n, None)
+            if isinstance(v, torch.Tensor):
+                setattr(self, n, p.as_iterate(v))
+
     def initialize(self, x0):
-        self.x = x0.to(self.problem.cdtype).clone().contiguous()
+        self.x = self.problem.as_iterate(x0).clone()
         self.y = None
         self.best_x = self.x.clone()
         self.best_est = self.problem.constrain(self.x)
@@ -68,14 +84,22 @@ class OSS(Algorithm):
         if k > 0 and k == self.bounds[j]:  # new stage: restart from the previous stage's best
             self.x = self.stage_best_x.clone()
             self.stage_best_rf = float("inf")
-        z = p.fft(self.x)
-        fourier_project(z, p.amp, p.measured)
-        y = p.ifft(z)
-        self.y = y
-        h = self.x - self.beta * (y.real.to(y.dtype) if p.real else y)
-        smooth = p.ifft(p.fft(h) * self._filter(j))
-        if p.real:
-            smooth = smooth.real.to(y.dtype)
+        if p.use_rfft:  # real iterate, real FFTs (half spectrum)
+            z = p.rfft_half(self.x)
+            fourier_project_half(z, p.half())
+            y = p.irfft_half(z, overwrite=True)
+            self.y = y
+            h = self.x - self.beta * y
+            smooth = p.irfft_half(p.rfft_half(h).mul_(self._filter(j)), overwrite=True)
+        else:
+            z = p.fft(self.x)
+            fourier_project(z, p.amp, p.measured)
+            y = p.ifft(z)
+            self.y = y
+            h = self.x - self.beta * (y.real.to(y.dtype) if p.real else y)
+            smooth = p.ifft(p.fft(h) * self._filter(j))
+            if p.real:
+                smooth = smooth.real.to(y.dtype)
         realspace_update(self.x, y, p.support, HIO, self.beta, real=p.real, positive=p.positive)
         self.x = torch.where(p.support, self.x, smooth)
         est = p.constrain(y)

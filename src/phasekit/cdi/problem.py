@@ -9,7 +9,7 @@ import torch
 
 from ..core.device import complex_dtype, real_dtype, resolve_device, to_numpy
 from ..core.errors import InputError
-from ..core.fft import fftw, from_work, ifftw, to_work
+from ..core.fft import fftw, from_work, ifftw, irfftw, rfftw, to_work
 
 
 def _check_array(name, a, *, ndim=None):
@@ -37,6 +37,11 @@ class CDIProblem:
         Object support (may be changed by shrink-wrap).
     real, positive : bool
         Object constraints (realness; ``Re >= 0``).
+    rfft : bool
+        With ``real``: the algorithms that keep the iterate real (ER, HIO, RAAR, OSS) run on the
+        real FFT pair and the Hermitian half spectrum (:mod:`phasekit.cdi.halfspectrum`; same
+        iterates as the complex path within rounding, about half the time).  False forces the
+        complex path (for comparison and tests).  See :attr:`use_rfft`.
     """
 
     amp: torch.Tensor
@@ -49,11 +54,14 @@ class CDIProblem:
     precision: str = "single"
     amp_sum: float = 0.0
     meta: dict = field(default_factory=dict)
+    rfft: bool = True
+    _half_cache: tuple | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_arrays(cls, intensity, support=None, mask=None, *, real: bool = False,
                     positive: bool = False, device=None, precision: str = "single",
-                    clip_negative: bool = False, support_threshold: float | None = None):
+                    clip_negative: bool = False, support_threshold: float | None = None,
+                    rfft: bool = True):
         """Validate centred NumPy (or torch) arrays and build the problem.
 
         Parameters
@@ -68,6 +76,9 @@ class CDIProblem:
             True = measured.  Omitted means every pixel is measured.
         real, positive : bool
             Constrain the object to be real / to have a non-negative real part.
+        rfft : bool
+            With ``real``: run the real-iterate algorithms on real FFTs (default True; False
+            forces the complex path).
         """
         I = _check_array("intensity", intensity, ndim=(2, 3))
         if not np.issubdtype(I.dtype, np.number) or np.iscomplexobj(I):
@@ -115,7 +126,7 @@ class CDIProblem:
         sup = to_work(torch.from_numpy(s).to(dev)).contiguous()
         return cls(amp=amp, measured=meas, support=sup, real=bool(real), positive=bool(positive),
                    shape=tuple(I.shape), device=dev, precision=precision,
-                   amp_sum=float(amp[meas].sum()))
+                   amp_sum=float(amp[meas].sum()), rfft=bool(rfft))
 
     #: the engine's Problem protocol (phasekit.engine.problem)
     modality = "cdi"
@@ -159,6 +170,39 @@ class CDIProblem:
     def ifft(self, z):
         return ifftw(z, self.ndim)
 
+    # ------------------------------------------------------------------ real objects, real FFTs
+    @property
+    def use_rfft(self) -> bool:
+        """True when real-iterate algorithms run on the real FFT pair (``real`` and ``rfft``)."""
+        return bool(self.real and self.rfft)
+
+    def rfft_half(self, x):
+        """Half spectrum of a real work-layout image (unitary ``rfftn``)."""
+        return rfftw(x, self.ndim)
+
+    def irfft_half(self, z, *, overwrite: bool = False):
+        """Real work-layout image from its half spectrum (unitary ``irfftn``); ``overwrite``
+        lets it use ``z`` as scratch (faster, see :func:`phasekit.core.fft.irfftw`)."""
+        return irfftw(z, self.shape, self.ndim, overwrite=overwrite)
+
+    def half(self):
+        """The data folded onto the half spectrum (:func:`phasekit.cdi.halfspectrum.fold`),
+        built once and rebuilt if ``amp`` or ``measured`` is replaced or modified."""
+        from .halfspectrum import fold
+
+        key = (id(self.amp), self.amp._version, id(self.measured), self.measured._version)
+        if self._half_cache is None or self._half_cache[0] != key:
+            self._half_cache = (key, fold(self.amp, self.measured, self.ndim))
+        return self._half_cache[1]
+
+    def as_iterate(self, x) -> torch.Tensor:
+        """``x`` in the dtype of a real-iterate algorithm's state on this problem: real on the
+        real-FFT path (the real part of a complex start or hand-over: the realness projection
+        applied to the start, see docs/cdi.md "Real objects on real FFTs"), complex otherwise."""
+        if self.use_rfft:
+            return (x.real if x.is_complex() else x).to(self.rdtype).contiguous()
+        return x.to(self.cdtype).contiguous()
+
     def to_centred(self, x) -> np.ndarray:
         """Work-layout tensor -> centred NumPy array."""
         return to_numpy(from_work(x, self.ndim))
@@ -176,8 +220,17 @@ class CDIProblem:
         return rfactor_numerator(z, self.amp, self.measured) / self.amp_sum
 
     def rfactor(self, x) -> float:
-        """R-factor of a real-space (work-layout) image."""
+        """R-factor of a real-space (work-layout) image (from the half spectrum when the image
+        is a real tensor: equal to the full-grid value within rounding)."""
+        if not x.is_complex():
+            return self.rfactor_half(self.rfft_half(x.to(self.rdtype).contiguous()))
         return self.rfactor_fourier(self.fft(x))
+
+    def rfactor_half(self, z) -> float:
+        """R-factor from the half spectrum of a real image (paired columns weighted twice)."""
+        from .kernels import rfactor_numerator_half
+
+        return rfactor_numerator_half(z, self.half()) / self.amp_sum
 
     def constrain(self, x):
         """``P_C x``: support, and realness / positivity if the problem asks for them."""
