@@ -168,3 +168,6 @@ simulate.add_command(simulate_tomo_cmd)
 
 # ptychography (phasekit.ptycho): ``phasekit simulate ptycho`` (registers itself on the group)
 from . import simulate_ptycho as _simulate_ptycho  # noqa: E402,F401
+
+# single-particle imaging (phasekit.spi): ``phasekit simulate spi`` (registers itself on the group)
+from . import simulate_spi as _simulate_spi  # noqa: E402,F401
