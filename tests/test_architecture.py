@@ -106,7 +106,7 @@ def test_public_functions_survive_the_registry():
     (``phasekit.cdi.hio`` the module vs ``phasekit.cdi.hio()`` the function) must not replace
     it, whichever is imported first."""
     code = ("import phasekit.engine as e; e.available(); import phasekit.cdi as c, phasekit.tomo as t; "
-            "import types; print(all(isinstance(f, types.FunctionType) for f in "
-            "(c.er, c.hio, c.raar, c.oss, c.gps, c.gps_r, t.fbp)))")
+            "import phasekit.ptycho as p; import types; print(all(isinstance(f, types.FunctionType) for f in "
+            "(c.er, c.hio, c.raar, c.oss, c.gps, c.gps_r, t.fbp, p.pine, p.epie)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"

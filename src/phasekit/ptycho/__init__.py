@@ -13,13 +13,15 @@ engines with mixed-state probes, position refinement and a detector background.
 * :mod:`.metrics` -- R_F, PINE-protocol FRC of the complex object, probe correlation.
 * :mod:`.api` -- :func:`reconstruct` and one function per engine.
 """
-from .api import crisp, epie, mpie, reconstruct, rpie
+from . import algorithms as _algorithms  # noqa: F401  (first: its submodule imports would
+#   otherwise rebind ``pine`` from the function below to the module ``ptycho.pine``)
+from .api import crisp, epie, mpie, pine, reconstruct, rpie
 from .problem import PtychoProblem
 from .scan import fermat_spiral, object_shape_for, raster_scan, step_from_overlap
 from .sim import SimulatedPtycho, particle_film, siemens_star, simulate_ptycho
 
 __all__ = [
-    "reconstruct", "epie", "rpie", "mpie", "crisp", "PtychoProblem", "raster_scan",
+    "reconstruct", "epie", "rpie", "mpie", "crisp", "pine", "PtychoProblem", "raster_scan",
     "fermat_spiral", "object_shape_for", "step_from_overlap", "SimulatedPtycho", "particle_film",
     "siemens_star", "simulate_ptycho",
 ]

@@ -16,3 +16,8 @@ register(AlgorithmSpec("mpie", pie.MPIE, pie.MPIEConfig,
 register(AlgorithmSpec("crisp", pie.CRISP, pie.CRISPConfig,
                        "CRISP, clipped subgradient-projection PIE (J. Appl. Cryst. 57, 2024)",
                        modality="ptycho", default_n_iter=300))
+from .pine import PINE, PINEConfig  # noqa: E402  (from the module: ``ptycho.pine`` is the function)
+
+register(AlgorithmSpec("pine", PINE, PINEConfig,
+                       "PINE, ePIE + denoiser relaxation (Yamada et al., J. Appl. Cryst. 57, 2024)",
+                       modality="ptycho", default_n_iter=200))

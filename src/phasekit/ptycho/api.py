@@ -136,3 +136,7 @@ rpie = _make("rpie", "rPIE (Maiden, Johnson & Li 2017): ``gamma_o``, ``gamma_p``
 mpie = _make("mpie", "mPIE (Maiden, Johnson & Li 2017): rPIE + momentum ``eta_o``, ``eta_p``.")
 crisp = _make("crisp", "CRISP (J. Appl. Cryst. 57, 2024): ``lambda_o``, ``lambda_p``, ``clip``, "
                        "``c``, ``xi_rule``, ``xi``, ``kappa``.")
+pine = _make("pine", "PINE (Yamada et al., J. Appl. Cryst. 57, 2024): an ePIE sweep, then "
+                     "``O <- (1 - rho) O + rho D(O)``: ``denoiser`` (any callable; the shipped DnCNNs: "
+                     "``phasekit.learn.denoisers.load_complex_denoiser('default')``), ``rho``, "
+                     "``alpha_o``, ``alpha_p``, ``recentre`` (docs/pine.md).")
