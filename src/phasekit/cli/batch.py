@@ -17,7 +17,7 @@ from .main import command_line, common_options
 @click.option("--average", type=click.IntRange(min=1), default=None,
               help="How many of the best starts to average (default: half of --starts).")
 @click.option("-n", "--iterations", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Iterations of hio/raar/er (the last 20 %% are ER for hio/raar).")
+              help="Iterations of hio/raar/er (the last 20 % are ER for hio/raar).")
 @click.option("--vrrk-epochs", type=click.IntRange(min=1), default=20, show_default=True,
               help="Epochs of VR-RK per start.")
 @click.option("--beta", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True)

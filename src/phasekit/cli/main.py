@@ -244,4 +244,15 @@ from .preprocess_tomo import preprocess_tomo  # noqa: E402
 for _cmd in (simulate, reconstruct, info, algorithms, demo):
     cli.add_command(_cmd)
 cli.add_command(kmeans)
+from .batch import batch  # noqa: E402  (SPI batch phasing)
+from .classify import classify  # noqa: E402  (SPI single-hit classification)
+
+cli.add_command(batch)
+cli.add_command(classify)
 cli.add_command(preprocess_tomo)
+from .train_denoiser import train_denoiser  # noqa: E402  (PINE denoiser)
+
+cli.add_command(train_denoiser)
+from .simulate_spi import preprocess_spi  # noqa: E402  (SPI hit finding, centring, crop)
+
+cli.add_command(preprocess_spi)

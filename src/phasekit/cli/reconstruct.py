@@ -30,6 +30,7 @@ from click.core import ParameterSource
 from .algorithms import AlgorithmOption
 from .pattern_input import pattern_options
 from .reconstruct_tomo import tomo_options
+from .reconstruct_ptycho import ptycho_options
 from .main import command_line, common_options
 
 log = logging.getLogger("phasekit")
@@ -38,7 +39,7 @@ log = logging.getLogger("phasekit")
 _RESERVED = {
     "data", "support", "algorithm", "n_iter", "schedule", "mask", "real", "positive", "starts",
     "rng", "x0", "shrinkwrap", "callback", "progress", "metric_every", "keep_best", "device",
-    "precision", "checkpoint", "checkpoint_every", "resume", "clip_negative",
+    "precision", "checkpoint", "checkpoint_every", "resume", "clip_negative", "rfft",
 }
 _OPTION_FOR = {"n_iter": "--iterations", "rng": "--seed", "support": "--support",
                "schedule": "--schedule", "algorithm": "--algorithm", "real": "--real/--complex",
@@ -46,7 +47,7 @@ _OPTION_FOR = {"n_iter": "--iterations", "rng": "--seed", "support": "--support"
                "shrinkwrap": "--shrinkwrap", "metric_every": "--metric-every",
                "device": "--device", "precision": "--precision",
                "checkpoint": "--checkpoint", "checkpoint_every": "--checkpoint-every",
-               "resume": "--resume", "progress": "--quiet"}
+               "resume": "--resume", "progress": "--quiet", "rfft": "--rfft/--no-rfft"}
 
 
 # --------------------------------------------------------------------------- option parsing
@@ -215,6 +216,7 @@ class ReconOptions:
     sw_sigma: str = "2:1"
     real: bool = False
     positive: bool = False
+    rfft: bool = True
     params: dict = field(default_factory=dict)
     device: str = "cpu"
     precision: str = "single"
@@ -338,7 +340,7 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
         starts=starts, rng=opts.seed, shrinkwrap=sw if sw is not None else False,
         progress=False if opts.quiet else None, metric_every=opts.metric_every,
         device=opts.device, precision=opts.precision, checkpoint=checkpoint,
-        clip_negative=opts.clip_negative,
+        clip_negative=opts.clip_negative, rfft=opts.rfft,
         checkpoint_every=opts.checkpoint_every, resume=opts.resume, **opts.params)
     wall = time.perf_counter() - t0
 
@@ -448,6 +450,10 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
               help="Constrain the object to be real.")
 @click.option("--positive/--no-positive", default=False, show_default=True,
               help="Constrain the real part of the object to be non-negative.")
+@click.option("--rfft/--no-rfft", default=True, show_default=True,
+              help="With --real: run ER/HIO/RAAR/OSS on real FFTs and the Hermitian half "
+                   "spectrum (same iterates within rounding, about half the time); --no-rfft "
+                   "forces the complex path.")
 @click.option("--beta", type=float, default=None,
               help="Feedback/relaxation parameter of HIO, RAAR, OSS (same as --param beta=...).")
 @click.option("-p", "--param", multiple=True, metavar="KEY=VALUE",
@@ -476,6 +482,7 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
               help="Run even when the estimated memory exceeds the available memory.")
 @pattern_options
 @tomo_options
+@ptycho_options
 @common_options
 @click.pass_context
 def reconstruct(ctx: click.Context, input_file, **values) -> None:
@@ -522,6 +529,10 @@ def reconstruct(ctx: click.Context, input_file, **values) -> None:
         raise ConfigError(f"{', '.join(pattern_given)}: for CDI patterns only, "
                           f"not for {'tomography' if is_tomo_file(input_file) else 'ptychography'}"
                           " files")
+    if not is_ptycho_file(input_file):  # --near-field, --modes, ...: scans only
+        from .reconstruct_ptycho import refuse_non_ptycho
+
+        refuse_non_ptycho(input_file, given)
     if is_tomo_file(input_file):
         from .reconstruct_tomo import run_tomo
 
@@ -550,7 +561,7 @@ def reconstruct(ctx: click.Context, input_file, **values) -> None:
         schedule=values["schedule"], starts=values["starts"], seed=values["seed"],
         support=values["support"], shrinkwrap=values["shrinkwrap"], sw_every=values["sw_every"],
         sw_threshold=values["sw_threshold"], sw_sigma=values["sw_sigma"], real=values["real"],
-        positive=values["positive"], params=params, device=values["device"].lower(),
+        positive=values["positive"], rfft=values["rfft"], params=params, device=values["device"].lower(),
         precision=values["precision"].lower(), checkpoint=values["checkpoint"],
         checkpoint_every=values["checkpoint_every"], resume=values["resume"],
         metric_every=values["metric_every"], figure=not values["no_figure"],

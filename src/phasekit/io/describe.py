@@ -267,7 +267,12 @@ def describe(path: str | os.PathLike) -> str:
 
 
 def _describe_hdf5(p: Path) -> str:
-    from .ptycho import _find_scan, describe_ptycho
+    from .spi import describe_stack, is_spi_stack
+
+    if is_spi_stack(p):  # single-particle imaging stacks (phasekit.io.spi)
+        return describe_stack(p)
+    from .ptycho import describe_ptycho
+    from .ptycho_formats import ptycho_layout
 
     with reading_hdf5(p, "HDF5 file") as f:
         version = None
@@ -277,7 +282,7 @@ def _describe_hdf5(p: Path) -> str:
             except (TypeError, ValueError, IndexError):
                 version = None
         tomo = [g for g in ("tomo", "tomo_result") if _is_group(_get(f, g))]
-        scan = _find_scan(f) is not None
+        scan = ptycho_layout(f) is not None  # CXI, PtyLab or PtyPy scan
         has_data = _find_data(f)[0] is not None
         has_images = bool(_image_paths(f))
         creator = _to_str(f.attrs.get("creator"))
