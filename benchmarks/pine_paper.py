@@ -134,7 +134,11 @@ def main():
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (not for claims)")
     ap.add_argument("--unscaled-dose", action="store_true",
                     help="use the paper's doses as they are (no (frame/470)^2 scaling)")
+    ap.add_argument("--dose-factor", type=float, default=1.0,
+                    help="multiply both doses (e.g. 0.01 for a noise-limited surrogate); results "
+                         "go to pine_paper_dose<F>.*")
     args = ap.parse_args()
+    name = NAME + (f"_dose{args.dose_factor:g}" if args.dose_factor != 1 else "")
     if args.quick:
         args.iters, args.frame, args.grid = 6, 32, 4
     thr = set_threads(args.threads)
@@ -156,7 +160,7 @@ def main():
     t_all = time.perf_counter()
 
     # ---------------------------------------------------------------- (1) low / high dose
-    dscale = (args.frame / 470.0) ** 2 if not args.unscaled_dose else 1.0
+    dscale = ((args.frame / 470.0) ** 2 if not args.unscaled_dose else 1.0) * args.dose_factor
     meta["dose_scale"] = dscale
     sims = {d: build(DOSES[d] * dscale, args.frame, args.grid)[0] for d in DOSES}
     main_runs = {}
@@ -326,7 +330,7 @@ def main():
                 ax[i, j + 1].imshow(np.angle(main_runs[(d, a)]["image"]), cmap="gray")
                 ax[i, j + 1].set_title(f"{a} phase, {d} dose, {K} sweeps")
                 ax[i, j + 1].axis("off")
-        save_figure(fig, RESULTS / f"{NAME}.png")
+        save_figure(fig, RESULTS / f"{name}.png")
     except Exception as exc:  # noqa: BLE001 - the figure is optional
         meta["figure_error"] = str(exc)
 
@@ -337,7 +341,7 @@ def main():
           f"doses 1e8 / 1e10 x {dscale:.2e} (photons per object pixel as the paper's), {K} sweeps "
           f"(PINE also at {H}); shipped 8x32 denoisers.\n\n"
           f"## Claims\n\n{claims_markdown(claims)}\n\n## FRC at half and all sweeps\n\n{rows_md}\n")
-    write_results(NAME, data, md)
+    write_results(name, data, md)
     print(md)
 
 

@@ -3,6 +3,7 @@ norms, the Lipschitz estimator against known operators, the averaged variant's b
 folding, the complex wrapper, weight files, the shipped weights and a tiny training run."""
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -219,8 +220,10 @@ def test_tiny_training_run_writes_weights_report_and_resumes(tmp_path):
     rep = train_denoiser(cfg, out, checkpoint=ck, progress=False)
     assert rep["steps"] == 3 and out.exists() and ck.exists()
     saved = json.loads(out.with_suffix(".json").read_text())
-    for key in ("heldout_deadleaves", "camera", "lipschitz", "conv_norms", "seconds_per_step"):
+    for key in ("heldout_deadleaves", "lipschitz", "conv_norms", "seconds_per_step"):
         assert key in saved, key
+    # the natural-image check needs scikit-image's camera(), an optional dependency
+    assert ("camera" in saved) == (importlib.util.find_spec("skimage") is not None)
     assert saved["heldout_deadleaves"]["psnr_in"] == pytest.approx(24.6, abs=0.3)
     cfg.max_steps = 5
     rep = train_denoiser(cfg, out, checkpoint=ck, resume=True, progress=False)
