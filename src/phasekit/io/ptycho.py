@@ -339,6 +339,18 @@ def _basis_vectors(ds, p: Path) -> np.ndarray:
     return b
 
 
+def check_scan_geometry(I: np.ndarray, positions, wavelength, distance, pixel_size) -> np.ndarray:
+    """Validate a scan's positions (N, 2) against frames ``I`` (N, ...) and its geometry
+    (positive finite metres) before writing; return the positions as float64."""
+    pos = np.asarray(positions, dtype=np.float64)
+    if pos.shape != (I.shape[0], 2):
+        raise InputError(f"positions shape {pos.shape} != ({I.shape[0]}, 2)")
+    for v, name in ((wavelength, "wavelength"), (distance, "distance"), (pixel_size, "pixel_size")):
+        if v is None or not np.isfinite(v) or v <= 0:
+            raise InputError(f"{name} must be positive (metres), got {v!r}")
+    return pos
+
+
 def write_ptycho(path, intensities, positions, *, wavelength: float, distance: float,
                  pixel_size: float, mask=None, truth=None, probe=None,
                  params: dict | None = None, object_pixel: float | None = None,
@@ -364,12 +376,7 @@ def write_ptycho(path, intensities, positions, *, wavelength: float, distance: f
     I = np.asarray(intensities)
     if I.ndim != 3:
         raise InputError(f"intensities must be (N, My, Mx), got shape {I.shape}")
-    pos = np.asarray(positions, dtype=np.float64)
-    if pos.shape != (I.shape[0], 2):
-        raise InputError(f"positions shape {pos.shape} != ({I.shape[0]}, 2)")
-    for v, name in ((wavelength, "wavelength"), (distance, "distance"), (pixel_size, "pixel_size")):
-        if v is None or not np.isfinite(v) or v <= 0:
-            raise InputError(f"{name} must be positive (metres), got {v!r}")
+    pos = check_scan_geometry(I, positions, wavelength, distance, pixel_size)
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != I.shape[1:]:

@@ -56,6 +56,7 @@ from .cxi_common import (
     _to_str,
     h5_array,
 )
+from .ptycho import check_scan_geometry
 
 __all__ = [
     "PTYLAB_REQUIRED",
@@ -300,12 +301,7 @@ def write_ptylab(path, intensities, positions, *, wavelength: float, distance: f
     I = np.asarray(intensities, dtype=np.float32)
     if I.ndim != 3 or I.shape[1] != I.shape[2]:
         raise InputError(f"PtyLab frames must be square (N, Nd, Nd), got shape {I.shape}")
-    pos = np.asarray(positions, dtype=np.float64)
-    if pos.shape != (I.shape[0], 2):
-        raise InputError(f"positions shape {pos.shape} != ({I.shape[0]}, 2)")
-    for v, name in ((wavelength, "wavelength"), (distance, "distance"), (pixel_size, "pixel_size")):
-        if v is None or not np.isfinite(v) or v <= 0:
-            raise InputError(f"{name} must be positive (metres), got {v!r}")
+    pos = check_scan_geometry(I, positions, wavelength, distance, pixel_size)
     dxo = object_pixel or wavelength * distance / (I.shape[1] * pixel_size)
     enc = (pos - (pos.mean(axis=0) if origin is None else np.asarray(origin, float))) * dxo
     h5py = _h5py()
