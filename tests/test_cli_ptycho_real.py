@@ -7,6 +7,8 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+
+from phasekit.core.errors import ConfigError
 from click.testing import CliRunner
 from scipy.ndimage import gaussian_filter
 
@@ -99,6 +101,20 @@ def test_reconstruct_near_field(near_results):
     assert far_rf > 5 * rf  # measured: 0.014 near field, 0.23 far field (ePIE, 15 sweeps)
     # the opposite translation sign is a different (wrong) near-field model
     assert "flipped" in near_results["flip"][0] and near_results["flip"][1] > 5 * rf  # 0.25
+
+
+def test_api_near_field_keyword_equals_the_cli(near_file, near_results):
+    """``reconstruct(read_ptycho(f), near_field=Z)`` is the API's ``--near-field Z``."""
+    from phasekit.io import read_ptycho
+    from phasekit.ptycho import reconstruct
+
+    r = reconstruct(read_ptycho(near_file), near_field=Z1, algorithm="epie", n_iter=15, rng=0,
+                    progress=False)
+    assert r.config["propagation"] == "angular"
+    assert r.config["pixel_size"] == pytest.approx(179e-9, rel=1e-3)
+    assert r.rfactor == pytest.approx(near_results["near"][1], rel=0.05)
+    with pytest.raises(ConfigError, match="near_field"):
+        reconstruct(np.ones((4, 8, 8)), np.zeros((4, 2)), near_field=Z1)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ def reconstruct(data, positions=None, *, algorithm: str = "crisp", n_iter: int |
                 resume=None, clip_negative: bool = False, propagation: str = "farfield",
                 wavelength: float | None = None, pixel_size=None, distance: float | None = None,
                 n_modes: int | None = None, refine_positions=False, background=False,
-                **params: Any) -> ReconResult:
+                near_field: float | None = None, **params: Any) -> ReconResult:
     """Reconstruct object and probe from a ptychographic scan.
 
     Parameters
@@ -56,6 +56,11 @@ def reconstruct(data, positions=None, *, algorithm: str = "crisp", n_iter: int |
         every engine, as the papers' comparisons require).
     callback, progress, metric_every, checkpoint, checkpoint_every, resume
         See :func:`phasekit.engine.run`.
+    near_field : float, optional
+        For a scan read from a file (:func:`phasekit.io.read_ptycho`): the focus-to-sample
+        distance in metres (``inf`` for a parallel beam), as ``--near-field`` on the command
+        line: the object pixel, the Fresnel-scaled propagation distance and the positions come
+        from the file's geometry (:func:`phasekit.ptycho.geometry.scan_geometry`).
     **params
         Engine parameters (``alpha_o``, ``gamma_p``, ``lambda_o``, ``clip``, ``c``, ``xi``, ...),
         validated strictly.
@@ -82,6 +87,18 @@ def reconstruct(data, positions=None, *, algorithm: str = "crisp", n_iter: int |
             raise ConfigError(f"{', '.join(given)}: set on the problem (PtychoProblem.from_arrays), "
                               f"not with a prepared problem")
     else:
+        if near_field is not None:
+            if not hasattr(data, "object_pixel_yx"):
+                raise ConfigError("near_field: for a scan read from a file (phasekit.io.read_ptycho); "
+                                  "give propagation, wavelength, pixel_size and distance otherwise")
+            from .geometry import scan_geometry
+
+            geo = scan_geometry(data, near_field).reconstruct_kwargs()
+            positions = geo.pop("positions") if positions is None else positions
+            propagation = geo.get("propagation", propagation)
+            wavelength, pixel_size, distance = (geo.get("wavelength", wavelength),
+                                                geo.get("pixel_size", pixel_size),
+                                                geo.get("distance", distance))
         if hasattr(data, "intensities"):  # PtychoData / SimulatedPtycho
             positions = data.positions_px() if positions is None and hasattr(data, "positions_px") \
                 else (data.positions if positions is None else positions)
