@@ -7,12 +7,11 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-
-from phasekit.core.errors import ConfigError
 from click.testing import CliRunner
 from scipy.ndimage import gaussian_filter
 
 from phasekit.cli.main import cli
+from phasekit.core.errors import ConfigError
 from phasekit.io import write_ptycho
 from phasekit.io.ptycho_formats import write_ptylab
 from phasekit.ptycho import object_shape_for, raster_scan, siemens_star, simulate_ptycho
