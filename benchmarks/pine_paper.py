@@ -138,7 +138,7 @@ def main():
                     help="multiply both doses (e.g. 0.01 for a noise-limited surrogate); results "
                          "go to pine_paper_dose<F>.*")
     args = ap.parse_args()
-    name = NAME + (f"_dose{args.dose_factor:g}" if args.dose_factor != 1 else "")
+    out_name = NAME + (f"_dose{args.dose_factor:g}" if args.dose_factor != 1 else "")
     if args.quick:
         args.iters, args.frame, args.grid = 6, 32, 4
     thr = set_threads(args.threads)
@@ -330,7 +330,7 @@ def main():
                 ax[i, j + 1].imshow(np.angle(main_runs[(d, a)]["image"]), cmap="gray")
                 ax[i, j + 1].set_title(f"{a} phase, {d} dose, {K} sweeps")
                 ax[i, j + 1].axis("off")
-        save_figure(fig, RESULTS / f"{name}.png")
+        save_figure(fig, RESULTS / f"{out_name}.png")
     except Exception as exc:  # noqa: BLE001 - the figure is optional
         meta["figure_error"] = str(exc)
 
@@ -341,7 +341,7 @@ def main():
           f"doses 1e8 / 1e10 x {dscale:.2e} (photons per object pixel as the paper's), {K} sweeps "
           f"(PINE also at {H}); shipped 8x32 denoisers.\n\n"
           f"## Claims\n\n{claims_markdown(claims)}\n\n## FRC at half and all sweeps\n\n{rows_md}\n")
-    write_results(name, data, md)
+    write_results(out_name, data, md)
     print(md)
 
 
