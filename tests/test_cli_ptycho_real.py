@@ -209,3 +209,10 @@ def test_simulate_near_field_modes_errors_background(tmp_path):
             "--no-figure", "--refine-positions", 1, "-o", tmp_path / "r.cxi")
     assert r.exit_code == 0, r.output
     assert "positions vs truth: rms error" in r.output and "truth:   object error" in r.output
+
+
+def test_missing_file_with_ptycho_options_says_so(tmp_path):
+    for args in (["reconstruct", tmp_path / "nope.cxi", "--modes", 2, "-o", tmp_path / "r.cxi"],
+                 ["info", tmp_path / "nope.cxi", "--near-field", "1e-3"]):
+        r = CliRunner().invoke(cli, [str(a) for a in args])
+        assert r.exit_code == 2 and "no such file" in r.output and "scans only" not in r.output

@@ -132,8 +132,12 @@ def info(file: str, near_field=None, flip: bool = False, transpose: bool = False
         click.echo(describe_scan(file, near_field, flip=flip, transpose=transpose))
         return
     if ptycho_opts:
-        from ..core.errors import ConfigError
+        from pathlib import Path
 
+        from ..core.errors import ConfigError, InputError
+
+        if not Path(file).exists():
+            raise InputError(f"{file}: no such file")
         raise ConfigError(f"--near-field, --flip, --transpose: for ptychography scans only "
                           f"({file} is not one)")
     click.echo(describe_file(file))

@@ -115,9 +115,13 @@ def ptycho_options(f):
 
 def refuse_non_ptycho(input_file, given) -> None:
     """A ptychography option for a file that is not a ptychography scan: one-line error."""
-    from ..core.errors import ConfigError
+    from pathlib import Path
+
+    from ..core.errors import ConfigError, InputError
 
     bad = [f"--{k.replace('_', '-')}" for k in PTYCHO_KEYS if given(k)]
+    if bad and not Path(input_file).exists():
+        raise InputError(f"{input_file}: no such file")
     if bad:
         raise ConfigError(f"{', '.join(bad)}: for ptychography scans only ({input_file} is not "
                           "one; scans are CXI files with translations, PtyLab HDF5 with a "
