@@ -15,7 +15,9 @@ Three operators share one geometry (:mod:`phasekit.tomo.geometry`: volume index 
     Voxel-driven projector pair that are exact adjoints of each other: :meth:`adjoint` is the
     bilinear back projector of Eqn 3.3-3.4 (every voxel reads the 2-D residual at its detector
     point, bilinear interpolation, 0 outside the detector), :meth:`forward` its transpose (every
-    voxel splats its value onto the 4 detector pixels around its detector point).
+    voxel splats its value onto the 4 detector pixels around its detector point).  For a single
+    tilt axis on the CPU both run as compiled kernels (:mod:`phasekit.tomo.kernels`, slice by
+    slice, the same operator to float rounding); ``grid_sample`` is the reference path.
 :class:`HybridProjector`
     RESIRE's "hybrid" (thesis line 921): Fourier-slice forward with the bilinear back projection.
     It is **not** an adjoint pair (our observation; the thesis does not discuss it): on smooth
@@ -143,11 +145,25 @@ class RealSpaceProjector(_Geometry):
     max_cache_bytes : int
         The sampling grid of all angles is cached when it fits in this many bytes, otherwise it
         is recomputed per chunk of angles on every call.
+    kernels : bool or None
+        Use the compiled single-axis kernels of :mod:`phasekit.tomo.kernels` (same operator, to
+        float rounding; much faster on the CPU).  None (default): whenever they apply (CPU
+        tensors, numba importable, ``PHASEKIT_NO_NUMBA`` unset, every rotation about ``y`` only,
+        integer row offset between the volume and detector centres).  False: always the
+        ``grid_sample`` reference path (also used for general Euler geometries and on CUDA).
+
+    Examples
+    --------
+    >>> import torch
+    >>> op = RealSpaceProjector((16, 4, 16), [-30.0, 0.0, 30.0])
+    >>> tuple(op.forward(torch.ones(16, 4, 16)).shape)
+    (3, 16, 4)
     """
 
     def __init__(self, vol_shape, angles, det_shape=None, *, vol_centre=None, det_centre=None,
                  device=None, dtype=None, max_cache_bytes: int = 256 * 2**20,
-                 chunk_points: int = 2**23, center_offset: float = 0.0):
+                 chunk_points: int = 2**23, center_offset: float = 0.0,
+                 kernels: bool | None = None):
         self._setup(vol_shape, angles, det_shape, device, dtype)
         self.center_offset = _offset(center_offset)
         vc = [n // 2 for n in self.vol_shape] if vol_centre is None else \
@@ -163,8 +179,14 @@ class RealSpaceProjector(_Geometry):
         nvox = int(np.prod(self.vol_shape))
         self._chunk = max(1, int(chunk_points) // nvox)
         self._cache = None
+        self._coef = None
+        if kernels is None or kernels:
+            from . import kernels as _kern
+
+            if _kern.HAVE_NUMBA and self.device.type == "cpu":
+                self._coef = _kern.single_axis_coefficients(self.R.cpu().numpy(), vc, dc)
         esize = torch.finfo(self.dtype).bits // 8
-        if self.n_proj * nvox * 2 * esize <= max_cache_bytes:
+        if self._coef is None and self.n_proj * nvox * 2 * esize <= max_cache_bytes:
             self._cache = [self._grid(i, min(i + self._chunk, self.n_proj))
                            for i in range(0, self.n_proj, self._chunk)]
 
@@ -195,9 +217,19 @@ class RealSpaceProjector(_Geometry):
                 i1 = min(i0 + self._chunk, self.n_proj)
                 yield i0, i1, self._grid(i0, i1)
 
+    @property
+    def uses_kernels(self) -> bool:
+        """True when :meth:`forward` / :meth:`backproject` run the compiled single-axis kernels."""
+        return self._coef is not None
+
     def backproject(self, y: torch.Tensor) -> torch.Tensor:
         """Bilinear back projection ``sum_i P_i^T y_i`` (Eqn 3.3-3.4), 0 outside the detector."""
         y = self._check_proj(y)
+        if self._coef is not None and not y.requires_grad:
+            from . import kernels as _kern
+
+            return torch.from_numpy(_kern.backproject(y.contiguous().numpy(), self._coef,
+                                                      self.vol_shape))
         out = torch.zeros(self.vol_shape[0], self.vol_shape[1] * self.vol_shape[2],
                           dtype=self.dtype, device=self.device)
         for i0, i1, g in self._grids():
@@ -211,6 +243,11 @@ class RealSpaceProjector(_Geometry):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Voxel-driven splatting projection: the exact transpose of :meth:`backproject`."""
         x = self._check_vol(x)
+        if self._coef is not None and not x.requires_grad:
+            from . import kernels as _kern
+
+            return torch.from_numpy(_kern.project(x.contiguous().numpy(), self._coef,
+                                                  self.det_shape))
         xs = x.reshape(1, 1, self.vol_shape[0], -1)
         out = torch.empty(self.out_shape, dtype=self.dtype, device=self.device)
         with torch.enable_grad():
@@ -233,6 +270,12 @@ class FourierSliceProjector(_Geometry):
     oversampling : float or 3 floats
         Per-axis linear zero-padding ratio ``s`` (thesis: "in range [2, 4]"; RESIRE code default
         3; read here as a per-axis linear ratio).  Default 2.
+    pad_tilt_axis : bool
+        For a single y-axis tilt series the ``y`` direction is not interpolated (``k_y = f_y``
+        exactly, every slice point lies on a ``k_y`` grid plane), so zero-padding ``y`` and
+        cropping it again after the inverse FFT is the identity: by default (False) ``y`` is
+        not padded there, which halves the 3-D FFT and the slice work and changes the
+        projections only at float rounding.  True pads every axis (the literal Algorithm 3).
 
     Notes
     -----
@@ -248,11 +291,17 @@ class FourierSliceProjector(_Geometry):
     """
 
     def __init__(self, vol_shape, angles, det_shape=None, *, oversampling=2.0, device=None,
-                 dtype=None, center_offset: float = 0.0):
+                 dtype=None, center_offset: float = 0.0, pad_tilt_axis: bool = False):
         self._setup(vol_shape, angles, det_shape, device, dtype)
         self.oversampling = oversampling
         self.center_offset = _offset(center_offset)
         self.pad_shape = padded_shape(self.vol_shape, oversampling)
+        Rn = self.R.cpu().numpy()
+        self.single_axis = bool(np.abs(Rn[:, 1, 1] - 1.0).max() < 1e-12
+                                and np.abs(Rn[:, 1, [0, 2]]).max() < 1e-12
+                                and np.abs(Rn[:, [0, 2], 1]).max() < 1e-12)
+        if self.single_axis and not pad_tilt_axis and self.det_shape[1] <= self.vol_shape[1]:
+            self.pad_shape = (self.pad_shape[0], self.vol_shape[1], self.pad_shape[2])
         Mx, My, Mz = self.pad_shape
         if self.det_shape[0] > Mx or self.det_shape[1] > My:
             raise InputError(f"detector {self.det_shape} is larger than the padded volume "

@@ -6,7 +6,9 @@
 Cimmino/Landweber form with ``1/||a_i||^2``; the thesis's own SIRT runs used ASTRA, §3.3.1). ``A``
 is the voxel-driven bilinear projector :class:`~phasekit.tomo.projectors.RealSpaceProjector` (splat
 forward, its exact transpose back), so the iteration is a weighted least-squares gradient method
-with exact adjoints.  Per-projection masks multiply ``R``.
+with exact adjoints.  Per-projection masks multiply ``R``.  For a single-axis series on the CPU
+``A`` and ``A^T`` run as the compiled kernels of :mod:`phasekit.tomo.kernels` (the same operator
+to float rounding; ``benchmarks/tomo_speed.py`` times it against ASTRA's CPU SIRT).
 """
 from __future__ import annotations
 
