@@ -17,8 +17,11 @@ best-of-``n_init`` selection (by ``phi``).  The estimator classes :class:`SBEKMe
 ``inertia_``, ``n_iter_``) on NumPy arrays or CPU/CUDA tensors.
 
 On CPU float tensors each step is one call of a compiled kernel (:mod:`.kmeans_kernels`: one SBE
-outer step, one Lloyd pass, one mini-batch update), drawing the same mini-batches from the same
-``rng``; the torch code here is the reference twin (CUDA, ``PHASEKIT_NO_NUMBA=1``, the tests).
+outer step, one Lloyd pass, one mini-batch update) on a NumPy view of the data, with the step's
+mini-batches drawn inside that call, word for word the draws of ``rng.choice(N, M,
+replace=False)`` (so a seed gives the same fit as with the draws in Python); the torch code here
+is the reference twin (CUDA, ``PHASEKIT_NO_NUMBA=1``, the tests).  The driver's final objective
+and the estimator's labels share one full-data assignment pass.
 
 Normalisation: ``inertia_`` is scikit-learn's (the sum of squared distances); ``objective_`` is
 the thesis's ``phi = inertia_ / (2N)`` (Iris: best 78.85 / 300 = 0.2628).
@@ -205,6 +208,9 @@ class KMeansProblem:
         self.rng = make_rng(rng)
         self.shape = (self.n, self.d)
         self._mean_var: float | None = None
+        self._last_assign: tuple | None = None  # (centre bytes, labels, squared distances)
+        # the NumPy view the compiled kernels read (no torch round trip per step)
+        self.Xn = self.X.numpy() if _kern.usable(self.X) else None
 
     @property
     def mean_var(self) -> float:
@@ -227,8 +233,16 @@ class KMeansProblem:
 
     def rfactor(self, C: torch.Tensor) -> float:
         """The objective ``phi`` of centres ``C`` on the full data."""
-        _, m = assign(self.X, C)
+        _, m = self.assign_all(C)
         return float(m.to(torch.float64).sum() / (2 * self.n))
+
+    def assign_all(self, C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`assign` of all the data to ``C``, remembered for the last ``C`` seen (the driver's
+        final objective, its metrics and the estimator's labels are one pass, not three)."""
+        key = (C.dtype, C.device, C.detach().cpu().numpy().tobytes())
+        if self._last_assign is None or self._last_assign[0] != key:
+            self._last_assign = (key, *assign(self.X, C))
+        return self._last_assign[1], self._last_assign[2]
 
     def to_centred(self, C: torch.Tensor) -> np.ndarray:
         return C.detach().cpu().numpy().copy()
@@ -289,7 +303,7 @@ class KMeansProblem:
     @property
     def fused(self) -> bool:
         """Whether the compiled CPU kernels run this problem (else the torch reference)."""
-        return _kern.usable(self.X)
+        return self.Xn is not None and _kern.usable(self.X)
 
 
 # --------------------------------------------------------------------------- algorithms
@@ -364,14 +378,24 @@ class SBEStep(_KMeansStep):
     def step(self, k: int) -> None:
         p = self.problem
         if p.fused:  # the whole outer step in one compiled call, same mini-batch draws
-            idx = np.empty((self.n_inner, self.m), dtype=np.int64)
-            for l in range(self.n_inner):
-                idx[l] = p.sample_index(self.m)
-            self.x = _kern.sbe_outer(p.X, idx, self.x, self.gamma, self.alpha)
+            sampler = self._sampler()
+            xn = self.x.numpy().astype(p.Xn.dtype, copy=False)
+            if sampler is not None:  # the draws too (NumPy's choice, word for word)
+                out = _kern.sbe_outer_draw(p.Xn, p.rng, sampler, xn, self.gamma, self.alpha)
+            else:
+                idx = np.empty((self.n_inner, self.m), dtype=np.int64)
+                for l in range(self.n_inner):
+                    idx[l] = p.sample_index(self.m)
+                out = _kern._sbe_outer_k(p.Xn, idx, xn, float(self.gamma), float(self.alpha))
+            self.x = torch.from_numpy(out)
         else:
             self._step_reference()
         self.gamma *= self.beta
         self.n_done += 1
+
+    def _sampler(self):
+        """The compiled draws of this step's ``imaxit`` mini-batches (None: draw in Python)."""
+        return _sampler_for(self, self.n_inner)
 
     def _step_reference(self) -> None:
         """The outer step in torch operations (CUDA; the twin the compiled kernel is tested against)."""
@@ -387,6 +411,15 @@ class SBEStep(_KMeansStep):
             y = x_prev - g * grad
             xk.mul_(a).add_(y, alpha=1 - a)
         self.x = xk
+
+
+def _sampler_for(algo, rows: int):
+    """The compiled mini-batch sampler of ``algo`` (made on first use; None: draw in Python)."""
+    s = algo.__dict__.get("_sampler_obj", False)
+    if s is False:
+        s = _kern.fast_sampler(algo.problem.n, algo.m, rows)
+        algo._sampler_obj = s
+    return s
 
 
 class LloydStep(_KMeansStep):
@@ -443,7 +476,13 @@ class MiniBatchStep(_KMeansStep):
     def step(self, k: int) -> None:
         p = self.problem
         if p.fused:  # one compiled call: assignment, sums and update of the batch (same draw)
-            self.x, self.v = _kern.minibatch_step(p.X, p.sample_index(self.m), self.x, self.v)
+            sampler = _sampler_for(self, 1)
+            if sampler is not None:
+                xn, vn = _kern.minibatch_draw(p.Xn, p.rng, sampler, self.x.numpy().astype(p.Xn.dtype, copy=False),
+                                              self.v.numpy().astype(p.Xn.dtype, copy=False))
+                self.x, self.v = torch.from_numpy(xn), torch.from_numpy(vn)
+            else:
+                self.x, self.v = _kern.minibatch_step(p.X, p.sample_index(self.m), self.x, self.v)
         else:
             P = p.sample(self.m)
             lab, _ = assign_reference(P, self.x)
@@ -513,7 +552,7 @@ class _BaseKMeans:
                     callback=self.callback, progress=self.progress,
                     metric_every=int(self.metric_every), config={"n_clusters": problem.k})
         C = torch.as_tensor(res.image, device=problem.device, dtype=problem.rdtype)
-        lab, m = assign(problem.X, C)
+        lab, m = problem.assign_all(C)
         self.cluster_centers_ = res.image
         self.labels_ = lab.cpu().numpy()
         self.inertia_ = float(m.to(torch.float64).sum())

@@ -1,0 +1,98 @@
+"""The compiled k-means paths against their references (issue 16, item 6): mini-batch draws made
+inside the compiled SBE / mini-batch steps are NumPy's ``Generator.choice(n, m, replace=False)``
+word for word, the four-feature distance loop gives the bits of the one-feature loop, and the
+fits with compiled draws are the fits with Python draws."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+kern = pytest.importorskip("phasekit.learn.kmeans_kernels")
+from phasekit.learn import MiniBatchKMeans, SBEKMeans
+from phasekit.learn import kmeans as km
+
+pytestmark = pytest.mark.skipif(not kern.available, reason="numba not available")
+
+
+@pytest.mark.parametrize("n,m", [(150, 60), (10000, 500), (20000, 500), (60000, 1300), (100000, 500),
+                                 (20000, 401), (50, 50), (7, 1)])
+def test_compiled_draws_are_numpys_choice(n, m):
+    """Both of NumPy's branches (Floyd + shuffle; tail shuffle when n > 10000 and m > n // 50),
+    m == n (all points, nothing drawn), and the generator left in the same state."""
+    assert kern.sampling_exact()
+    a, b = np.random.default_rng(n * 7 + m), np.random.default_rng(n * 7 + m)
+    s = kern.Sampler(n, m, 4)
+    for _ in range(2):
+        got = s.draw(a).copy()
+        for row in got:
+            want = np.arange(n) if m >= n else b.choice(n, m, replace=False)
+            np.testing.assert_array_equal(row, want)
+    assert a.random() == b.random()
+    if s.perm.size:  # the tail-shuffle scratch is arange(n) again after every draw
+        np.testing.assert_array_equal(s.perm, np.arange(n))
+
+
+def _sequential_sqdist(X, C):
+    """Float32 ``sum_t (x_t - c_t)^2`` one feature at a time, in NumPy (the reference order)."""
+    D = np.zeros((X.shape[0], C.shape[0]), X.dtype)
+    for t in range(X.shape[1]):
+        e = X[:, t, None] - C[None, :, t]
+        D = D + e * e
+    return D
+
+
+@pytest.mark.parametrize("d", [30, 5, 3])
+def test_four_feature_distance_loop_has_the_bits_of_the_one_feature_loop(d):
+    rng = np.random.default_rng(d)
+    X = (rng.standard_normal((300, d)) * 3 + 1).astype(np.float32)
+    C = (rng.standard_normal((15, d)) * 3 + 1).astype(np.float32)
+    lab, m = kern.assign(torch.from_numpy(X), torch.from_numpy(C))
+    D = _sequential_sqdist(X, C)
+    np.testing.assert_array_equal(lab.numpy(), D.argmin(1))  # argmin: first of equal minima
+    np.testing.assert_array_equal(m.numpy(), D.min(1))
+
+
+def test_fused_sbe_outer_step_equals_python_draws_then_kernel():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((3000, 7)).astype(np.float32)
+    x = X[:5].copy()
+    a, b = np.random.default_rng(9), np.random.default_rng(9)
+    s = kern.Sampler(3000, 200, 6)
+    fused = kern.sbe_outer_draw(X, a, s, x, 5.0, 0.75)
+    idx = np.stack([b.choice(3000, 200, replace=False) for _ in range(6)])
+    ref = kern.sbe_outer(torch.from_numpy(X), idx, torch.from_numpy(x), 5.0, 0.75).numpy()
+    np.testing.assert_array_equal(fused, ref)
+    assert not np.array_equal(fused, x)
+    assert a.random() == b.random()
+
+
+@pytest.mark.parametrize("cls,kw", [(SBEKMeans, {"batch_size": 150, "n_inner": 4, "max_iter": 12}),
+                                    (MiniBatchKMeans, {"batch_size": 150, "max_iter": 40})])
+def test_fit_with_compiled_draws_equals_fit_with_python_draws(cls, kw, monkeypatch):
+    rng = np.random.default_rng(1)
+    mu = rng.uniform(-5, 5, (4, 6))
+    X = (mu[rng.integers(4, size=2000)] + rng.standard_normal((2000, 6))).astype(np.float32)
+    fast = cls(4, init="random", rng=5, **kw).fit(X)
+    monkeypatch.setattr(km._kern, "fast_sampler", lambda *a, **k: None)
+    slow = cls(4, init="random", rng=5, **kw).fit(X)
+    np.testing.assert_array_equal(fast.cluster_centers_, slow.cluster_centers_)
+    np.testing.assert_array_equal(fast.labels_, slow.labels_)
+    assert fast.inertia_ == slow.inertia_
+    one_centre = km.kmeans_objective(X, X.mean(0, keepdims=True))
+    assert fast.objective_ < 0.3 * one_centre  # it clustered (noise floor d / 2 = 3 of ~27)
+
+
+def test_full_data_assignment_is_one_pass_per_centre_set(monkeypatch):
+    X = np.random.default_rng(0).standard_normal((500, 3))
+    p = km.KMeansProblem(X, 3, init="random")
+    C = p.random_start(0)
+    calls = []
+    real = km.assign
+    monkeypatch.setattr(km, "assign", lambda *a: calls.append(1) or real(*a))
+    phi = p.rfactor(C)
+    _, m = p.assign_all(C.clone())
+    assert len(calls) == 1
+    assert phi == pytest.approx(float(m.double().sum()) / 1000, rel=1e-12)
+    p.rfactor(C + 1)
+    assert len(calls) == 2
