@@ -20,4 +20,5 @@ class ErrorReduction(ProjectionAlgorithm):
     name = "er"
     mode = ER
     keep_best_default = False
+    batchable = True  # runs a batch of starts (docs/cdi.md "Batched starts")
     Config = ERConfig

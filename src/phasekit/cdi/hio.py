@@ -41,4 +41,5 @@ class HybridInputOutput(ProjectionAlgorithm):
     name = "hio"
     mode = HIO
     keep_best_default = False
+    batchable = True  # runs a batch of starts (docs/cdi.md "Batched starts")
     Config = HIOConfig

@@ -480,3 +480,109 @@ def scale_(z: torch.Tensor, w: torch.Tensor, *, fused: bool | None = None) -> to
         _k(z.numel())[7](z.numpy(), w.numpy())
         return z
     return z.mul_(w)
+
+
+# --------------------------------------------------------------------------- batched starts
+# A batch of random starts is one (N, *shape) tensor (the engine's batched-starts path, see
+# docs/cdi.md "Batched starts").  The fused kernels above are per image; the wrappers below give
+# every start exactly the arithmetic of a sequential run: the compiled kernel a single image of
+# that size uses (serial or parallel, by the size of one image), applied to the whole batch where
+# the rule is elementwise over arrays of the batch's shape (the real-space updates, ``P_C``) and
+# image by image (NumPy views, no per-call checks) where the data broadcast over the batch (the
+# Fourier projections, the R-factor).  On the reference path (CUDA) the data broadcast over the
+# batch in plain torch (elementwise, so slice-independent as well).
+
+
+def _batch_fused(x: torch.Tensor, *ts: torch.Tensor) -> bool:
+    return x.ndim >= 2 and _fused_ok(x, *ts)
+
+
+def fourier_project_batch(z: torch.Tensor, amp: torch.Tensor, measured: torch.Tensor) -> None:
+    """:func:`fourier_project` on a batch ``z`` of shape ``(N, *amp.shape)``, in place."""
+    if z.ndim == amp.ndim:
+        fourier_project(z, amp, measured)
+    elif _batch_fused(z, amp, measured):
+        kern = _k(amp.numel())[0]
+        zn, an, mn = z.numpy(), amp.numpy(), measured.numpy()
+        for i in range(zn.shape[0]):
+            kern(zn[i], an, mn)
+    else:
+        modulus_projection_(z, amp, measured)
+
+
+def fourier_project_half_batch(z: torch.Tensor, hs) -> None:
+    """:func:`fourier_project_half` on a batch of half spectra ``(N, *hs.amp.shape)``, in place."""
+    if z.ndim == hs.amp.ndim:
+        fourier_project_half(z, hs)
+    elif _batch_fused(z, hs.amp, hs.proj, hs.keep):
+        kern = _k(hs.amp.numel())[8]
+        zn, an, pn, kn = z.numpy(), hs.amp.numpy(), hs.proj.numpy(), hs.keep.numpy()
+        for i in range(zn.shape[0]):
+            kern(zn[i], an, pn, kn)
+    else:
+        project_half_reference(z, hs)
+
+
+def realspace_update_batch(x: torch.Tensor, y: torch.Tensor, support: torch.Tensor, mode: int,
+                           beta: float = 0.9, *, real: bool = False, positive: bool = False) -> None:
+    """:func:`realspace_update` on a batch: ``x``, ``y`` and ``support`` all ``(N, *shape)``
+    (one support per start), in place on ``x``.  The rule is elementwise: one call of the kernel
+    a single image uses (chosen by the size of one image)."""
+    if _batch_fused(x, y, support) and x.shape == y.shape == support.shape:
+        ks = _k(x[0].numel())
+        xn, yn, sn = x.numpy(), y.numpy(), support.numpy()
+        if not x.is_complex():
+            dt = xn.dtype.type
+            if mode == ER:
+                ks[9](xn, yn, sn, bool(positive))
+            elif mode == HIO:
+                ks[10](xn, yn, sn, dt(beta), bool(positive))
+            elif mode == RAAR:
+                ks[11](xn, yn, sn, dt(beta), dt(1.0 - 2.0 * beta), bool(positive))
+            else:
+                raise ValueError(f"unknown mode {mode}")
+        elif mode == ER:
+            ks[1](xn, yn, sn, bool(real), bool(positive))
+        elif mode == HIO:
+            ks[2](xn, yn, sn, float(beta), bool(real), bool(positive))
+        elif mode == RAAR:
+            ks[3](xn, yn, sn, float(beta), bool(real), bool(positive))
+        else:
+            raise ValueError(f"unknown mode {mode}")
+    else:
+        realspace_update_reference(x, y, support, mode, beta, real, positive)
+
+
+def constrain_batch(x: torch.Tensor, support: torch.Tensor, *, real: bool = False,
+                    positive: bool = False) -> torch.Tensor:
+    """:func:`constrain` of a batch with one support per start (``x``, ``support``
+    ``(N, *shape)``) into a new tensor (elementwise: one call of the single-image kernel)."""
+    if _batch_fused(x, support) and x.shape == support.shape:
+        out = torch.empty_like(x)
+        ks = _k(x[0].numel())
+        if x.is_complex():
+            ks[1](out.numpy(), x.numpy(), support.numpy(), bool(real), bool(positive))
+            return out
+        if x.is_floating_point():
+            ks[9](out.numpy(), x.numpy(), support.numpy(), bool(positive))
+            return out
+    return apply_constraints(x, support, real=real, positive=positive)
+
+
+def rfactor_numerator_batch(z: torch.Tensor, amp: torch.Tensor, measured: torch.Tensor) -> list[float]:
+    """:func:`rfactor_numerator` of each image of a batch of transforms ``(N, *amp.shape)``."""
+    if _batch_fused(z, amp, measured):
+        kern = _k(amp.numel())[4]
+        zn, an, mn = z.numpy(), amp.numpy(), measured.numpy()
+        return [float(kern(zn[i], an, mn)) for i in range(zn.shape[0])]
+    return [rfactor_numerator(zi, amp, measured) for zi in z]
+
+
+def rfactor_numerator_half_batch(z: torch.Tensor, hs) -> list[float]:
+    """:func:`rfactor_numerator_half` of each half spectrum of a batch ``(N, *hs.a1.shape)``."""
+    if _batch_fused(z, hs.a1, hs.m1, hs.a2, hs.m2):
+        kern = _k(hs.a1.numel())[12]
+        zn = z.numpy()
+        a1, m1, a2, m2 = hs.a1.numpy(), hs.m1.numpy(), hs.a2.numpy(), hs.m2.numpy()
+        return [float(kern(zn[i], a1, m1, a2, m2)) for i in range(zn.shape[0])]
+    return [rfactor_numerator_half(zi, hs) for zi in z]

@@ -21,4 +21,5 @@ class RAAR(ProjectionAlgorithm):
     name = "raar"
     mode = RAAR
     keep_best_default = False
+    batchable = True  # runs a batch of starts (docs/cdi.md "Batched starts")
     Config = RAARConfig

@@ -3,7 +3,8 @@
 Every algorithm of every modality runs through :func:`run`: per-iteration history of named
 metrics, callbacks that can stop the run, a progress bar, wall-time accounting, checkpoint /
 resume, constraint updates (shrink-wrap), several random starts with best-of-N selection by the
-problem's objective, and chains of algorithms (``"HIO:800,ER:200"``).  :func:`solve` is the one
+problem's objective (run one after another, or as one batch: :mod:`phasekit.engine.batched`),
+and chains of algorithms (``"HIO:800,ER:200"``).  :func:`solve` is the one
 path the modalities' ``reconstruct`` functions take: it checks the algorithms against the
 problem's modality, validates every parameter into a one-line
 :class:`~phasekit.core.errors.ConfigError`, and calls :func:`run`.
@@ -134,7 +135,8 @@ def _instantiate(spec, problem, stage: Stage):
 def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
         callback: Callable | None = None, progress: bool | None = None, metric_every: int = 1,
         keep_best: bool | None = None, constraint_update=None, checkpoint=None,
-        checkpoint_every: int = 100, resume=None, config: dict | None = None) -> ReconResult:
+        checkpoint_every: int = 100, resume=None, config: dict | None = None,
+        batch_starts: bool | None = None) -> ReconResult:
     """Run a chain of algorithm stages from ``starts`` random starts and pick the best.
 
     Parameters
@@ -173,6 +175,12 @@ def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
         result of the uninterrupted one bit for bit.
     config : dict
         Parameters recorded in the result (the call that produced it).
+    batch_starts : bool or None
+        Run the starts as one batched ``(starts, *shape)`` problem (:mod:`phasekit.engine.batched`:
+        same results as sequential starts within rounding; a callback is then called once per
+        start after each iteration).  None (default): when every stage can and the batch fits in
+        memory; a resumed run follows its checkpoint.  ``result.config["batched_starts"]``
+        records the path taken.
 
     Examples
     --------
@@ -210,13 +218,19 @@ def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
     start_rngs = spawn_rngs(rng, starts)
     finished: list[dict] = []
     resume_state = None
-    if resume is not None:
-        ck = load_checkpoint(resume)
+    ck = load_checkpoint(resume) if resume is not None else None
+    from .batched import choose_batch, run_batched
+
+    use_batch = choose_batch(batch_starts, problem, specs, int(starts), callback, ck)
+    if use_batch:  # a batched checkpoint is resumed only by a batched run (and vice versa)
+        signature["batched"] = True
+    if ck is not None:
         if ck["signature"] != signature:
             raise ConfigError(f"{resume}: checkpoint was written by a different run "
                               f"({ck['signature']} != {signature})")
-        finished = ck["finished"]
-        resume_state = ck.get("current")
+        if not use_batch:
+            finished = ck["finished"]
+            resume_state = ck.get("current")
     x0_t = problem.from_input(x0) if x0 is not None else None
     setup_s = time.perf_counter() - t_setup
 
@@ -234,7 +248,14 @@ def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
                 "constraint_update": constraint_update.state_dict() if constraint_update else None}
 
     try:
-        for si in range(len(finished), starts):
+        if use_batch:
+            finished, stopped = run_batched(
+                problem, stages, specs, starts=starts, start_rngs=start_rngs, x0_t=x0_t,
+                callback=callback, bar=bar, metric_every=metric_every, keep_best=keep_best,
+                constraint_update=constraint_update, checkpoint=checkpoint,
+                checkpoint_every=checkpoint_every, ck=ck, signature=signature, timings=timings,
+                t_run=t_run)
+        for si in range(len(finished), starts if not use_batch else 0):
             g = start_rngs[si]
             if constrained:
                 problem.support.copy_(initial_support)
@@ -354,7 +375,8 @@ def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
     return ReconResult(
         image=fin[0]["image"], images=[f["image"] for f in fin], rfactors=[f["rfactor"] for f in fin],
         support=fin[0]["support"], history=fin[0]["history"], histories=[f["history"] for f in fin],
-        n_iter=fin[0]["n_iter"], success=ok, message=msg, timings=timings, config=config or {},
+        n_iter=fin[0]["n_iter"], success=ok, message=msg, timings=timings,
+        config={**(config or {}), "batched_starts": bool(use_batch)},
         provenance=provenance(problem.device, config.get("seed") if config else None),
         probe=best_extras.get("probe"),
         extras={k: v for k, v in best_extras.items() if k != "probe"},
@@ -375,7 +397,7 @@ def solve(problem, *, algorithm: str | None = None, n_iter: int | None = None,
           callback: Callable | None = None, progress: bool | None = None,
           metric_every: int = 1, keep_best: bool | None = None, constraint_update=None,
           checkpoint=None, checkpoint_every: int = 100, resume=None,
-          config: dict | None = None) -> ReconResult:
+          config: dict | None = None, batch_starts: bool | None = None) -> ReconResult:
     """The one path from a prepared problem to a result, shared by every modality.
 
     Builds and validates the stages for the problem's modality (an algorithm of another
@@ -388,7 +410,7 @@ def solve(problem, *, algorithm: str | None = None, n_iter: int | None = None,
     algorithm, n_iter, schedule, params
         See :func:`phasekit.engine.build_stages`.
     starts, rng, x0, callback, progress, metric_every, keep_best, constraint_update,
-    checkpoint, checkpoint_every, resume
+    checkpoint, checkpoint_every, resume, batch_starts
         See :func:`run`.
     config : dict, optional
         Extra facts to record in the result's ``config`` (the modality's own options).
@@ -407,10 +429,11 @@ def solve(problem, *, algorithm: str | None = None, n_iter: int | None = None,
            "schedule": [[s.algorithm, s.n_iter, _signature_params(s.params)] for s in stages],
            "starts": int(starts) if not isinstance(starts, bool) else starts,
            "seed": rng if isinstance(rng, (int, type(None))) else str(rng),
-           "metric_every": metric_every, "keep_best": keep_best,
+           "metric_every": metric_every, "keep_best": keep_best, "batch_starts": batch_starts,
            "device": str(problem.device), "shape": list(problem.shape)}
     cfg.update(config or {})
     return run(problem, stages, starts=starts, rng=rng, x0=x0, callback=callback,
                progress=progress, metric_every=metric_every, keep_best=keep_best,
                constraint_update=constraint_update, checkpoint=checkpoint,
-               checkpoint_every=checkpoint_every, resume=resume, config=cfg)
+               checkpoint_every=checkpoint_every, resume=resume, config=cfg,
+               batch_starts=batch_starts)
