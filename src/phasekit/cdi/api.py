@@ -4,12 +4,15 @@ Data positional, options keyword-only; every function returns a :class:`~phaseki
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
 
 from ..core.errors import ConfigError
 from ..engine import ReconResult, get_algorithm, solve
+from .discrepancy import grow_support, poisson_noise_rfactor
 from .problem import CDIProblem
 from .shrinkwrap import ShrinkWrap
 
@@ -22,6 +25,13 @@ DEFAULT_ER_TAIL = 0.2
 #: the lowest final R-factor is reported (docs/cdi.md "Default recipe": no single threshold
 #: suits both compact and faint-edged objects, and the final R_F tells which one fitted)
 DEFAULT_START_THRESHOLDS = (0.1, 0.05)
+#: rounds of the default recipe's starts at most (a further round only while the best R-factor
+#: is above ``DISCREPANCY_TOL`` times the noise level; docs/cdi.md "Default recipe")
+DEFAULT_MAX_ROUNDS = 3
+#: the discrepancy principle's tolerance: R_F within this factor of the noise level is "fitted"
+DISCREPANCY_TOL = 1.15
+#: the fixed-support polish of each support-growth step
+GROWTH_POLISH = "HIO:150,ER:50"
 
 
 def default_schedule(algorithm: str, n_iter: int | None, er_tail: float = DEFAULT_ER_TAIL) -> str | None:
@@ -56,7 +66,8 @@ def reconstruct(data, support=None, *, algorithm: str = "hio", n_iter: int | Non
                 keep_best: bool | None = None, device=None, precision: str = "single",
                 checkpoint=None, checkpoint_every: int = 100, resume=None,
                 clip_negative: bool = False, er_tail: float | None = None, rfft: bool = True,
-                **params: Any) -> ReconResult:
+                batch_starts: bool | None = None, refine_support: bool | None = None,
+                max_rounds: int | None = None, **params: Any) -> ReconResult:
     """Reconstruct an object from one far-field diffraction pattern.
 
     Parameters
@@ -97,9 +108,34 @@ def reconstruct(data, support=None, *, algorithm: str = "hio", n_iter: int | Non
         With ``real``: run ER / HIO / RAAR / OSS on real FFTs and the Hermitian half spectrum
         (default; same iterates within rounding, about half the time).  False forces the complex
         path.  Ignored when ``data`` is a prepared problem (set its ``rfft``).
+    batch_starts : bool or None
+        Run the starts as one batched ``(starts, H, W)`` problem (ER, HIO, RAAR; same results as
+        one after another within rounding, docs/cdi.md "Batched starts").  None (default): when
+        possible; ``result.config["batched_starts"]`` records whether it was used.
+    refine_support : bool or None
+        Support growth by the discrepancy principle after the run
+        (:func:`~phasekit.cdi.discrepancy.grow_support`): while R_F is above 1.15 times the
+        data's Poisson noise level, the support is enlarged step by step and the estimate
+        polished (``HIO:150,ER:50``); the smallest support that fits is kept.  None (default): on
+        in the default recipe (no support given, shrink-wrap on), off otherwise.
+    max_rounds : int or None
+        Rounds of ``starts`` at most: a further round (new random starts) runs only while the
+        best R_F is above 1.15 times the noise level.  None (default): 3 in the default recipe
+        when ``starts`` is not given, 1 otherwise.  Data that are not photon counts have no
+        noise level: one round, and growth tries every step and keeps the lowest R_F.
     **params
         Algorithm parameters (``beta``, ``sigma``, ``n_stages`` ...), validated strictly.
+
+    Examples
+    --------
+    The default recipe on a simulated isolated object (no support given)::
+
+        from phasekit.sim import simulate_cdi
+        sim = simulate_cdi("blobs", size=128, oversampling=4, photons=1e9, beamstop=2, rng=0)
+        res = reconstruct(sim.intensity, mask=sim.mask, rng=0)
+        res.config["discrepancy"]["noise_rfactor"], res.rfactor
     """
+    starts_given = starts is not None
     auto_support = False
     if isinstance(data, CDIProblem):
         problem = data
@@ -116,8 +152,6 @@ def reconstruct(data, support=None, *, algorithm: str = "hio", n_iter: int | Non
         sw = ShrinkWrap(start_thresholds=DEFAULT_START_THRESHOLDS)
         if starts is None:
             starts = len(DEFAULT_START_THRESHOLDS)
-    if starts is None:
-        starts = 1
     if sw is True:
         sw = ShrinkWrap()
     elif isinstance(sw, dict):
@@ -127,6 +161,9 @@ def reconstruct(data, support=None, *, algorithm: str = "hio", n_iter: int | Non
             raise ConfigError(f"shrinkwrap: {exc.errors()[0].get('msg')}") from None
     elif sw is False:
         sw = None
+    if starts is None:  # one start per shrink-wrap threshold of the default recipe, else one
+        starts = len(sw.cfg.start_thresholds) if auto_support and sw is not None \
+            and sw.cfg.start_thresholds else 1
     if er_tail is None:
         er_tail = DEFAULT_ER_TAIL if auto_support else 0.0
     if schedule is None and er_tail:
@@ -140,9 +177,90 @@ def reconstruct(data, support=None, *, algorithm: str = "hio", n_iter: int | Non
                    starts=starts, rng=rng, x0=x0, callback=callback, progress=progress,
                    metric_every=metric_every, keep_best=keep_best, constraint_update=sw,
                    checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
-                   config=config)
+                   config=config, batch_starts=batch_starts)
     result.mask = problem.to_centred(problem.measured).astype(bool)
+    default_recipe = auto_support and sw is not None
+    if refine_support is None:
+        refine_support = default_recipe
+    if max_rounds is None:
+        max_rounds = DEFAULT_MAX_ROUNDS if default_recipe and not starts_given and x0 is None else 1
+    if isinstance(max_rounds, bool) or int(max_rounds) != max_rounds or max_rounds < 1:
+        raise ConfigError(f"max_rounds must be an integer >= 1, got {max_rounds!r}")
+    if auto_support:  # records the noise level; grows and reruns as asked
+        result = _discrepancy_rounds(
+            result, data, mask, refine=bool(refine_support), max_rounds=int(max_rounds),
+            make_problem=lambda sup: CDIProblem.from_arrays(
+                data, sup, mask, real=real, positive=positive, device=device, precision=precision,
+                clip_negative=clip_negative, rfft=rfft),
+            rerun=lambda prob, rng_r: solve(
+                prob, algorithm=algorithm, n_iter=n_iter, schedule=schedule, params=params,
+                starts=starts, rng=rng_r, x0=x0, callback=callback, progress=progress,
+                metric_every=metric_every, keep_best=keep_best, constraint_update=sw,
+                config=config, batch_starts=batch_starts),
+            rng=rng, progress=progress)
+        result.mask = problem.to_centred(problem.measured).astype(bool)
     return result
+
+
+def _round_rng(rng, r: int):
+    """The seed of round ``r`` (round 0 is ``rng`` itself)."""
+    if r == 0 or rng is None:
+        return rng
+    if isinstance(rng, (int, np.integer)):
+        return np.random.SeedSequence([int(rng), int(r)])
+    if isinstance(rng, np.random.SeedSequence):
+        return rng.spawn(r)[-1]
+    return rng  # a Generator continues its own stream
+
+
+def _discrepancy_rounds(result: ReconResult, data, mask, *, refine: bool, max_rounds: int,
+                        make_problem, rerun, rng, progress) -> ReconResult:
+    """Support growth and further rounds of starts by the discrepancy principle (docs/cdi.md)."""
+    intensity = data.detach().cpu().numpy() if hasattr(data, "detach") else np.asarray(data)
+    intensity = np.clip(np.nan_to_num(intensity.astype(float)), 0, None)
+    mask_np = None if mask is None else np.asarray(mask, bool)
+    noise_rf = poisson_noise_rfactor(intensity, mask_np)
+    target = DISCREPANCY_TOL * noise_rf if np.isfinite(noise_rf) else -np.inf
+    if not np.isfinite(noise_rf):
+        max_rounds = 1
+    t0 = time.perf_counter()
+    rounds, best, best_i = [], None, 0
+    for r in range(max_rounds):
+        res = result if r == 0 else rerun(make_problem(None), _round_rng(rng, r))
+        img, sup, rf, steps = res.image, res.support, float(res.rfactor), []
+        if refine and sup is not None:
+            rng_r = _round_rng(rng, r)
+
+            def polish(cand, x0, _rng=rng_r):
+                p = solve(make_problem(cand), schedule=GROWTH_POLISH, starts=1, rng=_rng, x0=x0,
+                          progress=False, metric_every=0)
+                return p.image, float(p.rfactor)
+
+            img, sup, rf, steps = grow_support(polish, img, sup, rf, noise_rf, tol=DISCREPANCY_TOL)
+        rounds.append({"round": r, "rfactor_before": float(res.rfactor), "rfactor": rf,
+                       "support_area_before": int(np.count_nonzero(res.support))
+                       if res.support is not None else None,
+                       "support_area": int(np.count_nonzero(sup)) if sup is not None else None,
+                       "growth": steps})
+        if best is None or rf < best[2]:
+            best, best_i = (res, img, rf, sup), r
+        if rf <= target:
+            break
+    res, img, rf, sup = best
+    res.image = img
+    if res.images:
+        res.images = [img] + list(res.images[1:])
+    res.rfactors = [rf] + list(res.rfactors[1:])
+    res.support = sup
+    res.config = dict(res.config or {})
+    res.config["discrepancy"] = {"noise_rfactor": float(noise_rf), "tol": DISCREPANCY_TOL,
+                                 "refine_support": refine, "max_rounds": max_rounds,
+                                 "rounds_run": len(rounds), "chosen_round": best_i,
+                                 "rounds": rounds}
+    res.timings = dict(res.timings or {})
+    res.timings["discrepancy_s"] = time.perf_counter() - t0
+    res.timings["total_s"] = res.timings.get("total_s", 0.0) + res.timings["discrepancy_s"]
+    return res
 
 
 def _make(name: str, doc: str):

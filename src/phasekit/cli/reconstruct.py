@@ -40,6 +40,7 @@ _RESERVED = {
     "data", "support", "algorithm", "n_iter", "schedule", "mask", "real", "positive", "starts",
     "rng", "x0", "shrinkwrap", "callback", "progress", "metric_every", "keep_best", "device",
     "precision", "checkpoint", "checkpoint_every", "resume", "clip_negative", "rfft",
+    "batch_starts", "refine_support", "max_rounds",
 }
 _OPTION_FOR = {"n_iter": "--iterations", "rng": "--seed", "support": "--support",
                "schedule": "--schedule", "algorithm": "--algorithm", "real": "--real/--complex",
@@ -47,7 +48,9 @@ _OPTION_FOR = {"n_iter": "--iterations", "rng": "--seed", "support": "--support"
                "shrinkwrap": "--shrinkwrap", "metric_every": "--metric-every",
                "device": "--device", "precision": "--precision",
                "checkpoint": "--checkpoint", "checkpoint_every": "--checkpoint-every",
-               "resume": "--resume", "progress": "--quiet", "rfft": "--rfft/--no-rfft"}
+               "resume": "--resume", "progress": "--quiet", "rfft": "--rfft/--no-rfft",
+               "batch_starts": "--batch-starts/--no-batch-starts",
+               "refine_support": "--grow-support/--no-grow-support", "max_rounds": "--max-rounds"}
 
 
 # --------------------------------------------------------------------------- option parsing
@@ -217,6 +220,9 @@ class ReconOptions:
     real: bool = False
     positive: bool = False
     rfft: bool = True
+    batch_starts: bool | None = None  # None: batched when possible (docs/cdi.md "Batched starts")
+    refine_support: bool | None = None  # None: on in the default recipe (docs/cdi.md)
+    max_rounds: int | None = None  # None: 3 in the default recipe without --starts
     params: dict = field(default_factory=dict)
     device: str = "cpu"
     precision: str = "single"
@@ -325,7 +331,7 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
 
         sw["start_thresholds"] = list(DEFAULT_START_THRESHOLDS)
         if not opts.starts_given:
-            starts = len(DEFAULT_START_THRESHOLDS)
+            starts = None  # one start per threshold, in up to DEFAULT_MAX_ROUNDS rounds
 
     schedule = opts.schedule  # '' is an error (an empty chain), not "no chain"
 
@@ -340,7 +346,8 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
         starts=starts, rng=opts.seed, shrinkwrap=sw if sw is not None else False,
         progress=False if opts.quiet else None, metric_every=opts.metric_every,
         device=opts.device, precision=opts.precision, checkpoint=checkpoint,
-        clip_negative=opts.clip_negative, rfft=opts.rfft,
+        clip_negative=opts.clip_negative, rfft=opts.rfft, batch_starts=opts.batch_starts,
+        refine_support=opts.refine_support, max_rounds=opts.max_rounds,
         checkpoint_every=opts.checkpoint_every, resume=opts.resume, **opts.params)
     wall = time.perf_counter() - t0
 
@@ -396,11 +403,16 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
     n_done = sum(int(h["iteration"][-1]) for h in result.histories if h.get("iteration"))
     echo(f"input:   {opts.input} ({shape}, {n_meas} of {data.intensity.size} pixels measured)")
     echo(summary_line(pattern_report))
-    echo(f"run:     {chain}, {flags}, {starts} start(s), seed {opts.seed}, "
+    batched = " (batched)" if result.config.get("batched_starts") else ""
+    n_starts = starts if starts is not None else len(result.rfactors)
+    echo(f"run:     {chain}, {flags}, {n_starts} start(s){batched}, seed {opts.seed}, "
          f"{result.config.get('device', opts.device)}/{opts.precision}; support {support_label}"
          f"{sw_txt}")
     echo(f"R_F:     best {result.rfactor:.5g}; per start (best first): "
          + ", ".join(f"{r:.5g}" for r in rfs))
+    disc = result.config.get("discrepancy")
+    if disc:
+        echo("support: " + discrepancy_line(disc))
     per_it = t.get("per_iteration_s", float("nan"))
     echo(f"time:    {wall:.2f} s, {per_it * 1e3:.3g} ms/iteration ({n_done} iterations)")
     if err is not None:
@@ -454,6 +466,17 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
               help="With --real: run ER/HIO/RAAR/OSS on real FFTs and the Hermitian half "
                    "spectrum (same iterates within rounding, about half the time); --no-rfft "
                    "forces the complex path.")
+@click.option("--batch-starts/--no-batch-starts", default=None,
+              help="Run the --starts as one batched problem (ER/HIO/RAAR; same results as one "
+                   "after another within rounding). Default: batched when every stage can and "
+                   "the batch fits in memory; a --resume follows its checkpoint.")
+@click.option("--grow-support/--no-grow-support", default=None,
+              help="Default recipe: after the run, grow the support while R_F is above 1.15x "
+                   "the data's Poisson noise level (the discrepancy principle; docs/cdi.md). "
+                   "Default: on when no support is given and shrink-wrap runs.")
+@click.option("--max-rounds", type=click.IntRange(min=1), default=None,
+              help="Default recipe: further rounds of random starts while the best R_F is above "
+                   "1.15x the noise level (default 3 without --starts, else 1).")
 @click.option("--beta", type=float, default=None,
               help="Feedback/relaxation parameter of HIO, RAAR, OSS (same as --param beta=...).")
 @click.option("-p", "--param", multiple=True, metavar="KEY=VALUE",
@@ -561,7 +584,9 @@ def reconstruct(ctx: click.Context, input_file, **values) -> None:
         schedule=values["schedule"], starts=values["starts"], seed=values["seed"],
         support=values["support"], shrinkwrap=values["shrinkwrap"], sw_every=values["sw_every"],
         sw_threshold=values["sw_threshold"], sw_sigma=values["sw_sigma"], real=values["real"],
-        positive=values["positive"], rfft=values["rfft"], params=params, device=values["device"].lower(),
+        positive=values["positive"], rfft=values["rfft"], batch_starts=values.get("batch_starts"),
+        refine_support=values.get("grow_support"), max_rounds=values.get("max_rounds"),
+        params=params, device=values["device"].lower(),
         precision=values["precision"].lower(), checkpoint=values["checkpoint"],
         checkpoint_every=values["checkpoint_every"], resume=values["resume"],
         metric_every=values["metric_every"], figure=not values["no_figure"],
@@ -569,3 +594,19 @@ def reconstruct(ctx: click.Context, input_file, **values) -> None:
         sw_threshold_given=given("sw_threshold"), starts_given=given("starts"),
         clip_negative=values["clip_negative"], pattern=pattern_settings(values, given))
     run_reconstruction(opts)
+
+
+def discrepancy_line(disc: dict) -> str:
+    """One line on the default recipe's discrepancy step (noise level, growth, rounds)."""
+    noise = disc.get("noise_rfactor", float("nan"))
+    rounds = disc.get("rounds") or []
+    chosen = rounds[disc.get("chosen_round", 0)] if rounds else {}
+    parts = [f"noise level R_F {noise:.4g}" if noise == noise else "noise level unknown (not counts)"]
+    if chosen.get("growth"):
+        parts.append(f"grown {chosen['support_area_before']} -> {chosen['support_area']} px "
+                     f"(R_F {chosen['rfactor_before']:.4g} -> {chosen['rfactor']:.4g})")
+    elif disc.get("refine_support"):
+        parts.append(f"{chosen.get('support_area', 0)} px kept (no growth needed or none fitted better)")
+    parts.append(f"{disc.get('rounds_run', 1)} round(s) of starts (at most {disc.get('max_rounds', 1)}), "
+                 f"round {disc.get('chosen_round', 0) + 1} reported")
+    return "; ".join(parts)
