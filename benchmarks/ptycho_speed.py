@@ -1,14 +1,14 @@
-"""Ptychography speed: time per iteration (one full sweep) of phasekit's ePIE and CRISP against the
-FFT work a sweep must do, and side by side against PtyLab's ePIE on the same data, sizes and
+"""Ptychography speed: time per iteration (one full sweep) of phasekit's ePIE, CRISP, rPIE, mPIE and
+PINE against the FFT work a sweep must do, and side by side against PtyLab's ePIE on the same data, sizes and
 iteration count, in one run.
 
 Cases (``--cases``):
 
 * ``spiral128`` (the shared peer dataset): 128 x 128 frames, 512 x 512
   object, 400 Fermat-spiral positions (integer), Poisson noise at 1e6 photons per frame;
-  phasekit ePIE / CRISP / rPIE (fused kernels), ePIE (torch path), PtyLab, pty-chi.
+  phasekit ePIE / CRISP / rPIE / mPIE / PINE (fused kernels), ePIE (torch path), PtyLab, pty-chi.
 * ``paper470``: the CRISP paper's sizes (sec. 4 and the PINE code's data) -- 470 x 470 frames, 13 x 13 raster at an
-  integer 25 px step, 770 x 770 object, a ~200 px disc probe; phasekit ePIE and CRISP, PtyLab
+  integer 25 px step, 770 x 770 object, a ~200 px disc probe; phasekit's five engines, PtyLab
   (pty-chi not run at this size).
 * ``paper480``: the same scan with 480 x 480 frames (780^2 object), the nearest FFT-friendly size:
   470 = 2 x 5 x 47 is several times slower per FFT in torch (pocketfft) than 480 = 2^5 x 3 x 5,
@@ -344,11 +344,15 @@ def measure_case(key, a, tmp):
     rows, res = [], {}
     t_fft = fft_pair_time(Np, reps=3000 if Np <= 128 else 100)
     res["fft_pair_s"] = t_fft
+    from phasekit.ptycho.pine import PINE
+
     engines = [("phasekit ePIE (fused CPU kernels)", E.EPIE, {}, None),
-               ("phasekit CRISP (fused CPU kernels)", E.CRISP, {}, None)]
+               ("phasekit CRISP (fused CPU kernels)", E.CRISP, {}, None),
+               ("phasekit rPIE (fused CPU kernels)", E.RPIE, {}, None),
+               ("phasekit mPIE (fused CPU kernels)", E.MPIE, {}, None),
+               ("phasekit PINE (fused CPU kernels)", PINE, {}, None)]
     if not paper:
-        engines += [("phasekit rPIE (fused CPU kernels)", E.RPIE, {}, None),
-                    ("phasekit ePIE (torch reference path)", E.EPIE, {}, False)]
+        engines += [("phasekit ePIE (torch reference path)", E.EPIE, {}, False)]
     for name, cls, kw, fused in engines:
         ts, rf, bs = time_engine(prob, cls, iters if fused is None else max(2, iters // 3),
                                  fused=fused, **kw)
@@ -401,6 +405,11 @@ def measure_case(key, a, tmp):
               f"{epx:.2f}x (against the bound measured before/after all engines: {ep / b:.2f}x)"),
         claim(f"{tag}CRISP within 1.5x of the FFT bound", crx <= 1.5,
               f"paired {crx:.2f}x (unpaired {cr / b:.2f}x)"),
+        *[claim(f"{tag}{eng} within 1.5x of the FFT bound",
+                res[f"phasekit {eng} (fused CPU kernels)"]["x_bound_paired"] <= 1.5,
+                f"paired {res[f'phasekit {eng} (fused CPU kernels)']['x_bound_paired']:.2f}x "
+                f"(unpaired {res[f'phasekit {eng} (fused CPU kernels)']['median_s'] / b:.2f}x)")
+          for eng in ("rPIE", "mPIE", "PINE")],
         claim(f"{tag}CRISP costs about as much as ePIE (paper: 1.09x)", cr / ep <= 1.2,
               f"CRISP / ePIE = {cr / ep:.2f}"),
         claim(f"{tag}faster than PtyLab's ePIE on the same data",

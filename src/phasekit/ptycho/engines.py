@@ -9,9 +9,12 @@ text's references and the formulas are reconstructed from the text of the cited 
 
 Model extensions (docs/ptychography.md): K probe modes (incoherent sum, updates summed over
 modes, orthogonalised after each sweep), near-field propagation (propagate -> modulus projection
--> back-propagate), a given or fitted detector background and position refinement.  The fused
-numba sweep covers far and near field with one mode; modes, background and refinement run the
-plain-torch sweep (:meth:`PIEBase._sweep_reference`).  Extra history: ``mode_power_0``,
+-> back-propagate), a given or fitted detector background and position refinement.  On the CPU
+two fused numba sweeps run them: :meth:`PIEBase._sweep_fused` (one mode, no background or
+refinement, far or near field) and :meth:`PIEBase._sweep_fused_modes` (everything else); the
+plain-torch sweep (:meth:`PIEBase._sweep_reference`) runs elsewhere and is the reference both
+are tested against (same positions in the same order, equal to float rounding).  Extra
+history: ``mode_power_0``,
 ``background_mean``, ``position_shift_rms`` / ``position_step_rms`` when enabled.
 
 Per-iteration history (all measured *during* the sweep on the pre-update exit waves, as the
@@ -38,8 +41,8 @@ from pydantic import Field
 from ..engine import Algorithm, StrictConfig
 from . import kernels as K
 from .modes import orthogonalize
-from .operators import shift_probe, shift_ramps, split_positions
-from .positions import shift_estimate
+from .operators import integer_frequencies, shift_probe, shift_ramps, split_positions
+from .positions import shift_estimate, shift_from_sums
 
 
 class PIEConfig(StrictConfig):
@@ -101,8 +104,15 @@ class PIEBase(Algorithm):
         gives :math:`(\\|\\bar P_n\\odot R_n\\|^2, \\|\\bar O_n\\odot R_n\\|^2)` on demand."""
         raise NotImplementedError
 
-    def after_position(self, count: int) -> None:
-        """Hook after each position (``count`` positions done in this sweep)."""
+    def after_position(self, count: int) -> bool:
+        """Hook after each position (``count`` positions done in this sweep); returns True when
+        it changed the object or probe (the fused sweep then forms the next exit wave again)."""
+        return False
+
+    def touches_state(self, count: int) -> bool:
+        """Whether :meth:`after_position` will read or change the object or probe after
+        ``count`` positions (the fused K-mode sweep then writes its carried probe back first)."""
+        return False
 
     def end_sweep(self, k: int, e: np.ndarray, stats: dict) -> None:
         """Hook after a sweep (CRISP's xi update)."""
@@ -117,7 +127,6 @@ class PIEBase(Algorithm):
     def step(self, k):
         pr = self.problem
         fused = K.fused_ok(self.x) if self.fused is None else bool(self.fused)
-        fused = fused and pr.fused_compatible  # near field, modes, positions, background: torch
         self.begin_sweep(k)
         order = self._order()
         do_probe = k >= self.probe_start
@@ -126,7 +135,9 @@ class PIEBase(Algorithm):
         e = np.empty(n_pos)
         so_all = np.empty(n_pos)
         sp_all = np.empty(n_pos)
-        sweep = self._sweep_fused if fused else self._sweep_reference
+        sweep = (self._sweep_fused if pr.fused_compatible else self._sweep_fused_modes) \
+            if fused else self._sweep_reference
+        self._fused_now = fused
         num_total = sweep(order, do_probe, e, so_all, sp_all)
         stats = {"R_F": num_total / max(pr.amp_sum, 1e-300),
                  "cost_mean": float(np.mean(e)), "cost_median": float(np.median(e))}
@@ -179,6 +190,44 @@ class PIEBase(Algorithm):
             return iy, ix, None, None
         ry, rx = shift_ramps(frac, pr.probe_shape, device=pr.device, dtype=pr.cdtype)
         return iy, ix, (ry[0], rx[0]), ry[0][:, None] * rx[0][None, :]
+
+    def _position_fast(self, dpos):
+        """``n -> (iy, ix, (ry, rx) or None)``: :meth:`_position` without its per-call NumPy
+        and torch set-up (the split of :func:`.operators.split_positions` on two floats, the
+        ramps of :func:`.operators.shift_ramps` from frequency grids made once)."""
+        pr = self.problem
+        ints_l = pr.ints.tolist()
+        ramps = pr.ramps
+        if dpos is None:
+            if ramps is None:
+                return lambda n: (*ints_l[n], None)
+            return lambda n: (*ints_l[n], (ramps[0][n], ramps[1][n]))
+        my, mx = pr.probe_shape
+        cy = -2j * np.pi * integer_frequencies(my).numpy() / my
+        cx = -2j * np.pi * integer_frequencies(mx).numpy() / mx
+        pos0 = pr.pos0.tolist()
+        cdt = torch.empty(0, dtype=pr.cdtype).numpy().dtype
+        dnp = dpos.numpy()  # CPU (the fused path): a NumPy view of the shifts
+
+        def split(v):
+            i = math.floor(v)
+            f = v - i
+            if f > 1 - 1e-9:
+                i, f = i + 1, 0.0
+            elif f < 1e-9:
+                f = 0.0
+            return int(i), f
+
+        def where(n):
+            d = complex(dnp[n])
+            y, x = pr.clamp_position((pos0[n][0] + d.real, pos0[n][1] + d.imag))
+            iy, fy = split(y)
+            ix, fx = split(x)
+            if fy == 0.0 and fx == 0.0:
+                return iy, ix, None
+            return iy, ix, (torch.from_numpy(np.exp(cy * fy).astype(cdt)),
+                            torch.from_numpy(np.exp(cx * fx).astype(cdt)))
+        return where
 
     def _sweep_reference(self, order, do_probe, e, so_all, sp_all) -> float:
         """Plain torch (any device): the reference the fused path is tested against, and the
@@ -239,9 +288,17 @@ class PIEBase(Algorithm):
         return float(num_total)
 
     def _sweep_fused(self, order, do_probe, e, so_all, sp_all) -> float:
-        """CPU: numba kernels on NumPy views of the same memory, torch FFTs into fixed buffers."""
+        """CPU, one mode: numba kernels on NumPy views of the same memory, torch FFTs into fixed
+        buffers.  Per position: two FFTs and two kernel calls -- ``fourier_diff`` (the modulus
+        projection minus its input, whose inverse transform is :math:`\\mathbf R_n` itself) and
+        ``update_exit`` (this position's update and the next window's exit wave in one pass).
+        Same positions in the same order as :meth:`_sweep_reference`; float32 rounding differs
+        (:math:`\\mathcal F^{-1}(z'-z)` instead of :math:`\\mathcal F^{-1}z'-\\Psi`, equal in exact
+        arithmetic)."""
         pr = self.problem
-        exit_wave, fourier, grad_norms, update = K.fused_kernels()
+        exit_wave = K.fused_kernels()[0]
+        S = K.sweep_kernels()
+        fourier_diff, grad_norms_r, update_exit = S.fourier_diff, S.grad_norms_r, S.update_exit
         my, mx = pr.probe_shape
         O, P = self.O, self.P
         On_np, P_np = O.numpy(), P.numpy()
@@ -250,26 +307,50 @@ class PIEBase(Algorithm):
         ramps = pr.ramps
         psi = torch.empty((my, mx), dtype=pr.cdtype)
         z = torch.empty_like(psi)
-        psit = torch.empty_like(psi)
-        psi_np, z_np, psit_np = psi.numpy(), z.numpy(), psit.numpy()
+        R = torch.empty_like(psi)
+        psi_np, z_np, R_np = psi.numpy(), z.numpy(), R.numpy()
         Pn = P
         Pn_np = P_np
-        ints = pr.ints
         kappa = self.kappa
         num_total = 0.0
         fft2, ifft2 = torch.fft.fft2, torch.fft.ifft2
         bufs = K.max_buffers(mx, P_np.real.dtype)
-        ints_l = ints.tolist()  # Python ints: no NumPy scalar indexing per position
+        ints_l = pr.ints.tolist()  # Python ints: no NumPy scalar indexing per position
+        order_l = order.tolist()
+        n_pos = len(order_l)
         near = pr.propagation != "farfield"
         if near:  # transfer-function propagation around the same kernels (single mode)
             H = pr.prop.transfer
             tmp = torch.empty_like(psi)
-        for c, n in enumerate(order.tolist()):
+        # with integer positions the probe the kernels update is P itself, so the next exit wave
+        # is formed in the update's pass; a sub-pixel probe shift is an FFT pair on P between them
+        chain = ramps is None
+        after = self.after_position
+        steps = self.steps
+        pm = om = 0.0
+        if chain and n_pos:
+            pm, om = exit_wave(psi_np, P_np, On_np, *ints_l[order_l[0]], *bufs)
+        # sub-pixel windows: the updated shifted probe is carried to the next position and moved
+        # by the relative ramp (one FFT pair instead of shift back + shift: the same in exact
+        # arithmetic); P is written back before a hook that reads it and at the end
+        carried = [None, None]
+
+        def settle():
+            if carried[0] is not None:
+                P.copy_(ifft2(fft2(carried[0], norm="ortho").mul_(carried[1].conj()), norm="ortho"))
+                carried[0] = carried[1] = None
+
+        for c, n in enumerate(order_l):
             iy, ix = ints_l[n]
-            if ramps is not None:
-                Pn = shift_probe(P, ramps[0][n], ramps[1][n]).contiguous()
+            if not chain:
+                ramp = ramps[0][n][:, None] * ramps[1][n][None, :]
+                if carried[0] is None:  # = shift_probe(P, ...)
+                    Pn = ifft2(fft2(P, norm="ortho").mul_(ramp), norm="ortho")
+                else:
+                    Pn = ifft2(fft2(carried[0], norm="ortho").mul_(ramp * carried[1].conj()),
+                               norm="ortho")
                 Pn_np = Pn.numpy()
-            pm, om = exit_wave(psi_np, Pn_np, On_np, iy, ix, *bufs)
+                pm, om = exit_wave(psi_np, Pn_np, On_np, iy, ix, *bufs)
             if near:
                 h = H if ramps is None else H * (ramps[0][n][:, None] * ramps[1][n][None, :]).conj()
                 fft2(psi, out=tmp)
@@ -277,24 +358,137 @@ class PIEBase(Algorithm):
                 ifft2(tmp, out=z)
             else:
                 fft2(psi, norm="ortho", out=z)
-            num, cost = fourier(z_np, amp[n], meas[n])
+            num, cost = fourier_diff(z_np, amp[n], meas[n])
             if near:
                 fft2(z, out=tmp)
                 tmp.mul_(h.conj())
-                ifft2(tmp, out=psit)
+                ifft2(tmp, out=R)
             else:
-                ifft2(z, norm="ortho", out=psit)
+                ifft2(z, norm="ortho", out=R)
             en = kappa * cost
-            so, sp, go, gp = self.steps(
-                n, en, pm, om, lambda: grad_norms(Pn_np, On_np, psi_np, psit_np, iy, ix), True)
-            update(Pn_np, On_np, psi_np, psit_np, iy, ix, so, sp, go, gp, pm, om, do_probe)
-            if ramps is not None and do_probe:
-                P.copy_(shift_probe(Pn, ramps[0][n], ramps[1][n], inverse=True))
+            so, sp, go, gp = steps(
+                n, en, pm, om, lambda: grad_norms_r(Pn_np, On_np, R_np, iy, ix), True)
+            nxt = chain and c + 1 < n_pos
+            iy1, ix1 = ints_l[order_l[c + 1]] if nxt else (iy, ix)
+            pm, om = update_exit(Pn_np, On_np, R_np, iy, ix, so, sp, go, gp, pm, om, do_probe,
+                                 psi_np, iy1, ix1, nxt, bufs)
+            if not chain and do_probe:
+                carried[0], carried[1] = Pn, ramp
             num_total += num
             e[n] = en
             so_all[c] = so
             sp_all[c] = sp
+            if not chain and self.touches_state(c + 1):
+                settle()
+            if after(c + 1) and nxt:  # the hook changed O or P: form the next exit wave again
+                pm, om = exit_wave(psi_np, P_np, On_np, iy1, ix1, *bufs)
+        settle()
+        return num_total
+
+    def _sweep_fused_modes(self, order, do_probe, e, so_all, sp_all) -> float:
+        """CPU, the models :meth:`_sweep_fused` does not cover (K probe modes, a given or fitted
+        background, position refinement; far or near field): the arithmetic of
+        :meth:`_sweep_reference` in numba kernels over the K modes (exit waves, incoherent-sum
+        projection with its sums and EM background terms, CRISP's norms, the position
+        normal equations, the update), one batched FFT pair over the modes per position."""
+        pr = self.problem
+        M = K.modes_kernels()
+        my, mx = pr.probe_shape
+        nk = pr.n_modes
+        O = self.O
+        On_np = O.numpy()
+        P = pr.modes_view(self.x)  # (K, My, Mx) view of x
+        P_np = P.numpy()
+        amp = pr.amp.numpy()
+        meas = pr.measured.numpy()
+        rt = P_np.real.dtype
+        dpos = pr.shifts_view(self.x)
+        bview = pr.background_view(self.x)
+        bg = pr.background_of(self.x)
+        has_bg = bg is not None
+        bg_np = np.ascontiguousarray(bg.numpy(), dtype=rt) if has_bg else np.zeros((1, 1), rt)
+        fit = bview is not None
+        acc = np.zeros((my, mx), rt) if fit else np.zeros((1, 1), rt)
+        cnt = np.zeros((my, mx), rt) if fit else np.zeros((1, 1), rt)
+        refining = self._refining if pr.refine else False
+        dnp = dpos.numpy() if dpos is not None else None
+        pos0 = pr.pos0.tolist()
+        moves = []
+        row = [np.zeros(mx, rt) for _ in range(3)]
+        mbuf = (np.zeros(mx, rt), np.zeros(mx, rt))
+        sbuf = [np.zeros(mx, rt) for _ in range(4)]
+        psi = torch.empty((nk, my, mx), dtype=pr.cdtype)
+        psi_np = psi.numpy()
+        far = pr.propagation == "farfield"
+        z = torch.empty_like(psi)
+        R = torch.empty_like(psi)
+        z_np, R_np = z.numpy(), R.numpy()
+        fft2, ifft2 = torch.fft.fft2, torch.fft.ifft2
+        kappa = self.kappa
+        num_total = 0.0
+        where = self._position_fast(dpos)
+        # Sub-pixel windows: the reference shifts the probe, updates it and shifts it back (two
+        # FFT pairs).  Here the updated shifted probe is carried to the next position and moved
+        # by the relative ramp (one pair; the same in exact arithmetic, the ramps being unitary);
+        # P is written back before a hook that reads it, at an integer window and at the end.
+        carried = [None, None]  # (T_r P, r) or (None, None): P itself is current
+
+        def settle():
+            cur, cur_ramp = carried
+            if cur is not None:
+                P.copy_(ifft2(fft2(cur, norm="ortho").mul_(cur_ramp.conj()), norm="ortho"))
+                carried[0] = carried[1] = None
+
+        for c, n in enumerate(order.tolist()):
+            iy, ix, r1 = where(n)
+            ramp = None
+            if r1 is not None:
+                ramp = r1[0][:, None] * r1[1][None, :]
+                cur, cur_ramp = carried
+                if cur is None:  # = shift_probe(P, *r1)
+                    Pn = ifft2(fft2(P, norm="ortho").mul_(ramp), norm="ortho")
+                else:
+                    Pn = ifft2(fft2(cur, norm="ortho").mul_(ramp * cur_ramp.conj()), norm="ortho")
+                Pn_np = Pn.numpy()
+            else:
+                settle()
+                Pn, Pn_np = P, P_np
+            pm, om = M.exit(psi_np, Pn_np, On_np, iy, ix, *mbuf)
+            if far:
+                fft2(psi, norm="ortho", out=z)
+            else:
+                z.copy_(pr.to_detector(psi, ramp))
+            num, cost = M.fourier(z_np, amp[n], meas[n], bg_np, has_bg, acc, cnt, fit, *row[:2])
+            if far:
+                ifft2(z, norm="ortho", out=R)
+            else:
+                R.copy_(pr.from_detector(z, ramp))
+            en = kappa * cost
+            so, sp, go, gp = self.steps(
+                n, en, pm, om, lambda: M.grad_norms(Pn_np, On_np, R_np, iy, ix, *row[:2]), True)
+            if refining:
+                dy, dx = shift_from_sums(*M.shift_sums(Pn_np, On_np, R_np, iy, ix, *sbuf))
+            M.update(Pn_np, On_np, R_np, iy, ix, so, sp, go, gp, pm, om, do_probe, row)
+            if r1 is not None and do_probe:
+                carried[0], carried[1] = Pn, ramp
+            if refining:
+                d0 = complex(dnp[n])
+                y0, x0 = pos0[n]
+                r = pr.clamp_position((y0 + d0.real + dy, x0 + d0.imag + dx))
+                new = complex(r[0] - y0, r[1] - x0)
+                moves.append(abs(new - d0) ** 2)
+                dnp[n] = new
+            num_total += num
+            e[n] = en
+            so_all[c] = so
+            sp_all[c] = sp
+            if self.touches_state(c + 1):
+                settle()
             self.after_position(c + 1)
+        settle()
+        if fit:
+            self._bg_acc = (torch.from_numpy(acc), torch.from_numpy(cnt))
+        self._moved = math.sqrt(float(np.mean(moves))) if moves else None
         return num_total
 
     def _step_stats(self, so, sp, do_probe) -> dict:
@@ -427,16 +621,26 @@ class MPIE(RPIE):
     def begin_sweep(self, k):
         self._k = k
 
+    def touches_state(self, count):
+        return count % self.T == 0
+
     def after_position(self, count):
         if count % self.T:
-            return
+            return False
         no = self.problem.n_object
         # object and probe (modes) only: never the position shifts or the background
         end = no + self.problem.n_probe if self._k >= self.probe_start else no
         v, x, xo = self.v[:end], self.x[:end], self.x_old[:end]
+        if getattr(self, "_fused_now", False):  # one compiled pass instead of five
+            xn = x.numpy()
+            rt = xn.real.dtype.type
+            K.sweep_kernels().momentum(v.numpy(), xn, xo.numpy(), rt(self.friction),
+                                       rt(self.feedback))
+            return True
         v.mul_(self.friction).add_(x - xo)
         x.add_(v, alpha=self.feedback)
         xo.copy_(x)
+        return True
 
 
 # ============================================================================ CRISP

@@ -14,6 +14,12 @@ ePIE is ``g = 1`` with ``s = alpha``; rPIE is ``s = 1`` (or its step) with ``g =
 ``g = 1`` with ``s = lambda G_nu |P_n|^2_max`` (so the update is ``lambda G_nu conj(P_n) R``).  The
 cost :math:`\|\mathbf R\|^2` comes from the Fourier side for free (unitary FFT:
 :math:`\|\tilde\Psi-\Psi\|^2=\sum_{\rm measured}(b-|z|)^2`).
+
+The fused sweep (:func:`sweep_kernels`) reorders this into two FFTs and two compiled passes per
+position: ``z <- P(z) - z`` (so that :math:`\mathcal F^{-1}` gives :math:`\mathbf R` directly:
+equal to ``psi~ - psi`` in exact arithmetic, one array fewer to read) and the update of this
+window fused with the exit wave of the next (:func:`sweep_kernels`' ``update_exit``).  The
+compiled code lives in :mod:`.numba_kernels`.
 """
 from __future__ import annotations
 
@@ -22,198 +28,15 @@ import os
 import numpy as np
 import torch
 
-
-
-def _build():  # pragma: no cover - compiled code
-    """Branch-free loops over row views (unit stride, non-negative indices) with real arithmetic
-    and scalars in the arrays' precision, so that LLVM vectorises them (~10x faster than the
-    naive 2-D form)."""
-    from ..operators.modulus import fast_ok, jit_with_helpers, project_fast, project_pixel
-
-    # numba.njit(cache=True) whose cache also goes stale when operators/modulus.py changes
-    jit = jit_with_helpers(fastmath=True)
-    # kernels that store a modulus projection: strict IEEE arithmetic (see operators/modulus.py)
-    strict = jit_with_helpers(fastmath=False, error_model="numpy")
-
-    @jit
-    def exit_wave(psi, P, O, y0, x0, bp, bo, ip, io):
-        # psi = P * O_patch and the maxima of |P|^2, |O_patch|^2.  A float max reduction does
-        # not vectorise (NaN semantics), so the squared moduli of a row go to the buffers bp, bo
-        # and the maxima are taken over their integer views ip, io (same memory): for
-        # non-negative IEEE floats the integer order is the float order (3x faster, exact).
-        my, mx = P.shape
-        mp = ip[0] * 0
-        mo = mp
-        for i in range(my):
-            orow = O[y0 + i, x0:x0 + mx]
-            prow = P[i]
-            srow = psi[i]
-            for j in range(mx):
-                pr = prow[j].real
-                pi = prow[j].imag
-                orr = orow[j].real
-                oi = orow[j].imag
-                srow[j] = complex(pr * orr - pi * oi, pr * oi + pi * orr)
-                bp[j] = pr * pr + pi * pi
-                bo[j] = orr * orr + oi * oi
-            for j in range(mx):
-                a = ip[j]
-                b = io[j]
-                mp = a if a > mp else mp  # noqa: FURB136 (branch-free select)
-                mo = b if b > mo else mo  # noqa: FURB136
-        ip[0] = mp
-        io[0] = mo
-        return bp[0], bo[0]
-
-    @jit
-    def fourier_sums(zrow, arow, mrow):
-        # R-factor numerator and cost terms of one row (measured pixels).  Sums only, nothing
-        # stored, so fastmath (vectorised, reassociated: the same bits run to run on a host, and
-        # an approximate root is allowed here).  |z| in the data precision, each difference
-        # widened to float64 before it is summed: |z| is exact to a few ulp except where the
-        # float32 |z|^2 is subnormal (|z| < 1e-19, counted as 0: an absolute error < 1e-19 in
-        # b - |z|) or overflows (|z| > 1.8e19, not reachable from real frames); the float64
-        # form of both passes in one loop was 2x slower
-        num = 0.0
-        cost = 0.0
-        for j in range(zrow.size):
-            re = zrow[j].real
-            im = zrow[j].imag
-            d = np.float64(arow[j] - np.sqrt(re * re + im * im))
-            ok = mrow[j]
-            num += abs(d) if ok else 0.0
-            cost += d * d if ok else 0.0
-        return num, cost
-
-    @strict
-    def fourier_project(zrow, arow, mrow, buf):
-        # the modulus projection of operators/modulus.py on one row, in place, in the data
-        # precision and strict IEEE: the fast pass into the scratch row buf, the exact rule on the
-        # pixels it left (zero, tiny, huge, non-finite |z|; read from the row, still unchanged),
-        # then the row is written back.  (Not in place: after the pass a projected pixel with a
-        # zero or tiny amplitude fails fast_ok too, and the exact rule on it would change bits,
-        # e.g. the sign of a zero.)  The bits of project_pixel / project_t
-        n = zrow.size
-        nbad = 0
-        for j in range(n):
-            v = zrow[j]
-            re2, im2, ok, bad = project_fast(v.real, v.imag, arow[j], mrow[j])
-            nbad += bad
-            buf[j] = complex(re2, im2)
-        if nbad:
-            for j in range(n):
-                v = zrow[j]
-                if mrow[j] and not fast_ok(v.real, v.imag):
-                    re2, im2 = project_pixel(v.real, v.imag, arow[j])
-                    buf[j] = complex(re2, im2)
-        for j in range(n):
-            zrow[j] = buf[j]
-
-    @jit
-    def fourier(z, amp, meas):
-        # per row: the sums (fastmath), then the projection (strict) of the row still in L1;
-        # separately compiled functions, so each keeps its own floating-point flags
-        my, mx = z.shape
-        buf = np.empty(mx, z.dtype)
-        num = 0.0
-        cost = 0.0
-        for i in range(my):
-            n, c = fourier_sums(z[i], amp[i], meas[i])
-            num += n
-            cost += c
-            fourier_project(z[i], amp[i], meas[i], buf)
-        return num, cost
-
-    @jit
-    def grad_norms(P, O, psi, psit, y0, x0):
-        my, mx = P.shape
-        np_ = 0.0
-        no = 0.0
-        for i in range(my):
-            orow = O[y0 + i, x0:x0 + mx]
-            prow = P[i]
-            srow = psi[i]
-            trow = psit[i]
-            for j in range(mx):
-                pr = prow[j].real
-                pi = prow[j].imag
-                orr = orow[j].real
-                oi = orow[j].imag
-                rr = trow[j].real - srow[j].real
-                ri = trow[j].imag - srow[j].imag
-                r2 = rr * rr + ri * ri
-                np_ += (pr * pr + pi * pi) * r2
-                no += (orr * orr + oi * oi) * r2
-        return np_, no
-
-    @jit
-    def update_scalar(P, O, psi, psit, y0, x0, fo, fp, do_probe):
-        # ePIE / CRISP: O += fo conj(P) R, P += fp conj(O_old) R (fo = s_o / |P|max^2);
-        # R = psit - psi with the exit wave psi kept from exit_wave (recomputing P * O here was
-        # 3x slower: the compiler cannot vectorise reads of rows it is also writing)
-        my, mx = P.shape
-        fp = fp if do_probe else fp * 0
-        for i in range(my):
-            orow = O[y0 + i, x0:x0 + mx]
-            prow = P[i]
-            srow = psi[i]
-            trow = psit[i]
-            for j in range(mx):
-                pr = prow[j].real
-                pi = prow[j].imag
-                orr = orow[j].real
-                oi = orow[j].imag
-                rr = trow[j].real - srow[j].real
-                ri = trow[j].imag - srow[j].imag
-                orow[j] = complex(orr + fo * (pr * rr + pi * ri), oi + fo * (pr * ri - pi * rr))
-                prow[j] = complex(pr + fp * (orr * rr + oi * ri), pi + fp * (orr * ri - oi * rr))
-
-    @jit
-    def update_regularised(P, O, psi, psit, y0, x0, so, sp, go, gp, pm, om, do_probe):
-        # rPIE / mPIE: element-wise denominators (1 - g)|Q|^2 + g |Q|max^2
-        my, mx = P.shape
-        sp = sp if do_probe else sp * 0
-        for i in range(my):
-            orow = O[y0 + i, x0:x0 + mx]
-            prow = P[i]
-            srow = psi[i]
-            trow = psit[i]
-            for j in range(mx):
-                pr = prow[j].real
-                pi = prow[j].imag
-                orr = orow[j].real
-                oi = orow[j].imag
-                rr = trow[j].real - srow[j].real
-                ri = trow[j].imag - srow[j].imag
-                den_o = (1 - go) * (pr * pr + pi * pi) + go * pm
-                den_p = (1 - gp) * (orr * orr + oi * oi) + gp * om
-                fo = so / den_o if den_o > 0 else den_o * 0
-                fp = sp / den_p if den_p > 0 else den_p * 0
-                orow[j] = complex(orr + fo * (pr * rr + pi * ri), oi + fo * (pr * ri - pi * rr))
-                prow[j] = complex(pr + fp * (orr * rr + oi * ri), pi + fp * (orr * ri - oi * rr))
-
-    real_type = {np.dtype(np.complex64): np.float32, np.dtype(np.complex128): np.float64}
-
-    def update(P, O, psi, psit, y0, x0, so, sp, go, gp, pm, om, do_probe):
-        rt = real_type[P.dtype]  # scalars in the arrays' precision (mixed types do not vectorise)
-        if go == 1.0 and gp == 1.0:
-            fo = so / pm if pm > 0 else 0.0
-            fp = sp / om if om > 0 else 0.0
-            update_scalar(P, O, psi, psit, y0, x0, rt(fo), rt(fp), bool(do_probe))
-        else:
-            update_regularised(P, O, psi, psit, y0, x0, rt(so), rt(sp), rt(go), rt(gp), rt(pm),
-                               rt(om), bool(do_probe))
-
-    return exit_wave, fourier, grad_norms, update
-
-
 try:
     if os.environ.get("PHASEKIT_NO_NUMBA"):
         raise ImportError
-    _K = _build()
+    from . import numba_kernels as _NK
+    _K = _NK.SINGLE
+    _SWEEP, _MODES = _NK.sweep, _NK.modes
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover
-    _K = None
+    _K = _SWEEP = _MODES = None
     HAVE_NUMBA = False
 
 
@@ -269,6 +92,24 @@ def fused_kernels():
     passed whole (C-contiguous) with the patch offsets ``(y0, x0)``, so inner loops vectorise.
     ``exit_wave`` also takes two row buffers and their integer views (:func:`max_buffers`)."""
     return _K
+
+
+def sweep_kernels():
+    r"""The chained single-mode sweep kernels: ``fourier_diff(z, amp, meas)`` (``z`` <- the
+    modulus projection of ``z`` minus ``z``, with the bits of ``fourier``'s projection; returns
+    the sums), ``grad_norms_r(P, O, R, y0, x0)`` and ``update_exit(P, O, R, y0, x0, s_o, s_p,
+    g_o, g_p, pm, om, do_probe, psi, y1, x1, nxt, bufs)`` (this position's update and the next
+    window's exit wave in one pass).  The inverse transform of ``fourier_diff``'s output is
+    :math:`\mathbf R=\tilde\Psi-\Psi` directly (linearity), so the update reads three
+    arrays instead of four."""
+    return _SWEEP
+
+
+def modes_kernels():
+    """The K-mode kernels on (K, My, Mx) NumPy arrays: ``exit``, ``fourier`` (incoherent-sum
+    projection as a difference, sums and EM background terms), ``update``, ``grad_norms`` and
+    ``shift_sums`` (the normal equations of :func:`.positions.shift_estimate`)."""
+    return _MODES
 
 
 def max_buffers(n: int, real_dtype) -> tuple:

@@ -114,10 +114,19 @@ def shift_estimate(Pn: torch.Tensor, On: torch.Tensor, R: torch.Tensor) -> tuple
     axy = (a.conj() * b).real.sum(dtype=torch.float64)
     by = (a.conj() * R).real.sum(dtype=torch.float64)
     bx = (b.conj() * R).real.sum(dtype=torch.float64)
+    return shift_from_sums(float(ayy), float(axx), float(axy), float(by), float(bx))
+
+
+def shift_from_sums(ayy: float, axx: float, axy: float, by: float, bx: float) -> tuple[float, float]:
+    """The regularised, damped and clipped solution of the 2 x 2 normal equations (module
+    docstring) from their five sums; shared by :func:`shift_estimate` and the fused kernel.
+
+    >>> [round(v, 4) for v in shift_from_sums(2.0, 2.0, 0.0, 0.2, -0.4)]
+    [0.0999, -0.1998]
+    """
     ridge = RIDGE * 0.5 * (ayy + axx)
-    ayy = float(ayy + ridge)
-    axx = float(axx + ridge)
-    axy, by, bx = float(axy), float(by), float(bx)
+    ayy = ayy + ridge
+    axx = axx + ridge
     det = ayy * axx - axy * axy
     if not det > 0:
         return 0.0, 0.0

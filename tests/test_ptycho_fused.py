@@ -1,0 +1,120 @@
+"""The fused ptychography sweep kernels against their references: the chained single-mode
+kernels (projection-minus-input, update + next exit wave in one pass) against the per-position
+kernels, and the fused K-mode sweep (modes, fitted background, position refinement, sub-pixel
+windows) against the plain-torch reference sweep."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from phasekit.ptycho import (
+    PtychoProblem,
+    object_shape_for,
+    raster_scan,
+    simulate_ptycho,
+)
+from phasekit.ptycho import engines as E
+from phasekit.ptycho import kernels as K
+from phasekit.ptycho.probe import fzp_probe
+
+pytestmark = pytest.mark.skipif(not K.HAVE_NUMBA, reason="numba not installed")
+
+
+def _rand(g, shape, dtype):
+    return (g.standard_normal(shape) + 1j * g.standard_normal(shape)).astype(dtype)
+
+
+def test_fourier_diff_is_the_projection_minus_its_input():
+    """Bit for bit (complex64) the shared projection of ``fourier`` minus the input, edge pixels
+    (zero, subnormal |z|^2, huge) included, unmeasured pixels 0; the same sums."""
+    g = np.random.default_rng(0)
+    z = _rand(g, (20, 24), np.complex64)
+    z[2, :5] = np.array([0, 3e-23 + 4e-23j, 1e-40, 1e19 + 1e19j, 1e-20j]).astype(np.complex64)
+    amp = (g.random(z.shape) * 4).astype(np.float32)
+    amp[::4, ::3] = 0
+    meas = g.random(z.shape) > 0.15
+    meas[2, :5] = True
+    _, fourier, _, _ = K.fused_kernels()
+    want = z.copy()
+    n1, c1 = fourier(want, amp, meas)
+    got = z.copy()
+    n2, c2 = K.sweep_kernels().fourier_diff(got, amp, meas)
+    assert np.array_equal(got.view(np.uint8), (want - z).view(np.uint8))
+    assert not got[~meas].any() and np.abs(got).max() > 1
+    assert n2 == pytest.approx(n1, rel=1e-12) and c2 == pytest.approx(c1, rel=1e-12)
+
+
+@pytest.mark.parametrize("dy,dx", [(9, -5), (-7, 3), (0, 4), (40, 40)])
+@pytest.mark.parametrize("gamma", [1.0, 0.2])
+def test_update_exit_is_update_then_exit_wave(dy, dx, gamma):
+    """One pass = the update of a window, then the exit wave of the next (overlapping below,
+    above, beside, or apart), with max|P_new|^2 and max|O_next|^2 (complex128: to rounding)."""
+    g = np.random.default_rng(1)
+    m = 16
+    O = _rand(g, (80, 80), np.complex128)
+    P = _rand(g, (m, m), np.complex128)
+    R = _rand(g, (m, m), np.complex128) * 0.1
+    y0, x0 = 20, 22
+    y1, x1 = y0 + dy, x0 + dx
+    exit_wave, _, _, update = K.fused_kernels()
+    pm = float((np.abs(P) ** 2).max())
+    om = float((np.abs(O[y0:y0 + m, x0:x0 + m]) ** 2).max())
+    # reference: psi so that psit - psi = R, then the old update and exit wave
+    psi = P * O[y0:y0 + m, x0:x0 + m]
+    O1, P1 = O.copy(), P.copy()
+    update(P1, O1, psi, psi + R, y0, x0, 0.7, 0.5, gamma, 1.0, pm, om, True)
+    psi1 = np.empty_like(P)
+    pm1, om1 = exit_wave(psi1, P1, O1, y1, x1, *K.max_buffers(m, np.float64))
+    O2, P2 = O.copy(), P.copy()
+    psi2 = np.empty_like(P)
+    pm2, om2 = K.sweep_kernels().update_exit(P2, O2, R, y0, x0, 0.7, 0.5, gamma, 1.0, pm, om, True,
+                                             psi2, y1, x1, True, K.max_buffers(m, np.float64))
+    for a, b in ((O2, O1), (P2, P1), (psi2, psi1)):
+        assert np.allclose(a, b, rtol=0, atol=1e-13 * np.abs(b).max())
+    assert pm2 == pytest.approx(pm1, rel=1e-13) and om2 == pytest.approx(om1, rel=1e-13)
+    assert not np.allclose(O2, O)                                      # it did update
+
+
+@pytest.fixture(scope="module")
+def partial_scan():
+    """5x5 raster at 5 px with sub-pixel offsets, 16^2 frames, 2 modes + a flat background."""
+    m = 16
+    pos = raster_scan(5, step=5, margin=1) + np.random.default_rng(3).uniform(-0.4, 0.4, (25, 2))
+    shape = object_shape_for(pos, (m, m), margin=2)
+    g = np.random.default_rng(4)
+    obj = np.exp(0.4j * g.standard_normal(shape)) * (0.8 + 0.2 * g.random(shape))
+    p0 = fzp_probe(m, 8, 6)
+    sim = simulate_ptycho(obj, np.stack([p0, 0.5 * np.roll(p0, 2, axis=1)]), pos, dose=None)
+    return pos, shape, sim.intensities + 0.5
+
+
+def _run(prob, cls, n, fused, **kw):
+    a = cls(prob, n, **kw)
+    a.bind_rng(np.random.default_rng(7))
+    a.initialize(prob.random_start())
+    a.fused = fused
+    for k in range(n):
+        a.step(k)
+    return a
+
+
+@pytest.mark.parametrize("cls,kw", [(E.EPIE, {}), (E.RPIE, {}), (E.MPIE, {"momentum_every": 4}),
+                                    (E.CRISP, {"clip": "scale"})],
+                         ids=["EPIE", "RPIE", "MPIE", "CRISP"])
+def test_fused_modes_sweep_matches_reference(partial_scan, cls, kw):
+    """2 modes, fitted background and position refinement from sweep 0 on sub-pixel windows:
+    the fused sweep (numba kernels, carried shifted probe) gives the reference sweep's object,
+    modes, background, positions and history to rounding (double precision)."""
+    pos, shape, intensities = partial_scan
+    prob = PtychoProblem.from_arrays(intensities, pos, object_shape=shape, precision="double",
+                                     n_modes=2, refine_positions=0, background=True)
+    a = _run(prob, cls, 3, True, **kw)
+    b = _run(prob, cls, 3, False, **kw)
+    scale = float(b.x.abs().max())
+    assert torch.allclose(a.x, b.x, rtol=0, atol=1e-9 * scale)
+    assert not torch.allclose(b.x, prob.random_start(), atol=1e-3 * scale)   # it moved
+    d = prob.shifts_view(b.x)
+    assert float(d.abs().max()) > 1e-3                                    # positions refined
+    for key in ("R_F", "cost_mean", "background_mean", "position_shift_rms", "mode_power_0"):
+        assert a._last[key] == pytest.approx(b._last[key], rel=1e-8, abs=1e-12), key
