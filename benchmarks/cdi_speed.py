@@ -11,8 +11,11 @@ median over repeats, so slow phases of the shared machine cancel.
 
 * FFT bound of one iteration = (FFTs the algorithm must do) / 2 x (pair time):
   ER / HIO / RAAR 2 FFTs per step, +1 for the R-factor of the estimate when metrics are on;
-  GPS-R 4 (3 + the R-factor it always computes for its best-iterate tracking), GPS-F 3, OSS 5
-  (for GPS and OSS the metrics are free: the R-factor is part of the step).
+  GPS-R 4 (3 + the R-factor it always computes for its best-iterate tracking), GPS-F 3, OSS 4
+  (``F x``, the inverse FFTs of ``P~_m F x`` and of the filtered ``W F h``, whose spectrum comes
+  out of the projection pass by linearity, and the R-factor's; the plain form's forward FFT of
+  ``h`` is not needed; 5 for a real object on the complex path) -- for GPS and OSS the metrics
+  are free: the R-factor is part of the step.
 * ``step``: ``Algorithm.step`` in a loop (``metric_every=0``, pure iteration).
   ``step+metrics``: ``step`` then ``metrics()`` (what ``reconstruct(..., metric_every=1)`` does per
   iteration).  ``driver``: the wall time of ``reconstruct(problem, ..., metric_every=1)`` divided
@@ -31,7 +34,16 @@ spectrum (rows ``real step``, ``real step+metrics``), and on the complex path fo
 *real* FFT pair phasekit calls (``core.fft.rfftw`` + ``irfftw(..., overwrite=True)``, i.e.
 ``rfftn`` and an in-place inverse over the leading axis followed by ``irfft`` of the last, which
 skips a copy ``torch.fft.irfftn`` makes): their FFT bound is the real pair.  The component row
-``torch rfftn+irfftn pair`` gives torch's plain pair in units of that pair.
+``torch rfftn+irfftn pair`` gives torch's plain pair in units of that pair.  GPS-R / GPS-F on the
+real object keep complex primal and dual variables (a genuinely complex dual variable, see
+docs/cdi.md "Real objects on real FFTs"); their estimate is real and its R-factor FFT is a real
+one: rows ``real step`` (3 / 2 complex FFTs + 1 real FFT, timed against the complex pair; the
+bound uses the real / complex pair ratio measured in the same run) and ``real step, complex
+FFTs``.
+
+GPS and OSS (issue 16 item 3) run their elementwise steps as the fused passes of
+``phasekit.cdi.kernels_smooth`` (GPS-F's smoothing weight folded into the dual pass, OSS's HIO
+update, out-of-support density and estimate in one pass); the target is 1.3x the FFT bound.
 
 Run ``python benchmarks/cdi_speed.py`` (about 6 min) or ``--quick`` (about 30 s; writes
 ``cdi_speed_quick.*``).
@@ -56,10 +68,19 @@ from _common import (RESULTS, claim, claims_markdown, machine_meta, md_table, me
 
 NAME = "cdi_speed"
 ALGS = ["er", "hio", "raar", "gps-r", "gps-f", "oss"]
-FFTS_STEP = {"er": 2, "hio": 2, "raar": 2, "gps-r": 4, "gps-f": 3, "oss": 5}
+FFTS_STEP = {"er": 2, "hio": 2, "raar": 2, "gps-r": 4, "gps-f": 3, "oss": 4}
+#: a real object on the complex path (rfft=False): OSS transforms h = x - beta Re(y) (5 FFTs)
+FFTS_REAL_COMPLEX = {"oss": 5}
 FFTS_METRICS = {"er": 1, "hio": 1, "raar": 1, "gps-r": 0, "gps-f": 0, "oss": 0}
 TARGET_RATIO = 1.3
 REAL_ALGS = ["er", "hio", "raar", "oss"]
+#: GPS on a real object: its primal and dual variables stay complex (docs/cdi.md, "Real objects on
+#: real FFTs"); only the R-factor's FFT of the (real) estimate is a real one.  (complex FFTs, real
+#: FFTs) per step; the bound is (complex + real x (real pair / complex pair)) / 2 complex pairs
+REAL_GPS = {"gps-r": (3, 1), "gps-f": (2, 1)}
+#: the real-estimate R-factor saves half of one of GPS's 3-4 FFTs: expected 4 / 3.5 (GPS-R) and
+#: 3 / 2.5 (GPS-F) at best
+REAL_GPS_SPEEDUP_TARGET = 1.05
 #: the real-FFT path should take about half the complex path's time on a real object
 REAL_SPEEDUP_TARGET = 1.6
 
@@ -117,6 +138,7 @@ def parse_args(argv=None):
     ap.add_argument("--cohere-max-size", type=int, default=1024, help="largest size run with cohere")
     ap.add_argument("--quick", action="store_true", help="smoke run: 128^2 and 256^2, 3 repeats, 1 thread")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--tag", default="", help="suffix of the result files' name (e.g. the host: 'xeon')")
     a = ap.parse_args(argv)
     if a.quick:
         a.sizes, a.repeats, a.threads, a.block_s, a.pre_iter, a.driver_iter = [128, 256], 3, [1], 0.03, 5, 10
@@ -293,7 +315,14 @@ def build_timers(n, args, cohere, data_path, log):
                 "alg": name, "mode": "real step+metrics", "ffts": FFTS_STEP[name] + FFTS_METRICS[name],
                 "pair": "real"})
             timers[f"{name} real step, complex FFTs"] = (make_step(algo(name, "real, complex FFTs")), {
-                "alg": name, "mode": "real step, complex FFTs", "ffts": FFTS_STEP[name], "pair": "real"})
+                "alg": name, "mode": "real step, complex FFTs",
+                "ffts": FFTS_REAL_COMPLEX.get(name, FFTS_STEP[name]), "pair": "real"})
+        if name in REAL_GPS:  # a real object: real estimate and R-factor FFT, complex y and z
+            nc, nr = REAL_GPS[name]
+            timers[f"{name} real step"] = (make_step(algo(name, "real")), {
+                "alg": name, "mode": "real step", "ffts": nc, "real_ffts": nr})
+            timers[f"{name} real step, complex FFTs"] = (make_step(algo(name, "real, complex FFTs")), {
+                "alg": name, "mode": "real step, complex FFTs", "ffts": FFTS_STEP[name]})
     # component: what the R-factor (one FFT + a torch reduction) costs next to its FFT
     p1 = probs["single"]
     xc = p1.random_start(np.random.default_rng(0))
@@ -385,11 +414,12 @@ def measure_size(n, args, cohere, tmpdir, log):
         log(f"  size {n} repeat {rep + 1}/{args.repeats}: FFT pair {1e3 * np.median(fft_pairs[-len(order):]):.3f} ms")
     rows = {}
     pair = float(np.median(fft_pairs))
+    rho = float(np.median(rfft_pairs)) / pair if rfft_pairs else 0.5  # real pair / complex pair
     for name, (fn, md) in timers.items():
         if not per[name]:
             continue
         r = np.array(ratio[name])
-        bound = md["ffts"] / 2 if md["ffts"] else None
+        bound = (md["ffts"] + md.get("real_ffts", 0) * rho) / 2 if md["ffts"] else None
         rows[name] = {
             **{k: v for k, v in md.items() if k != "key"},
             "iters_per_block": sizes[name],
@@ -412,6 +442,7 @@ def measure_size(n, args, cohere, tmpdir, log):
     return {"fft_pair_ms": 1e3 * pair, "fft_pair_ms_p10_p90": [1e3 * float(np.percentile(fft_pairs, 10)),
                                                                1e3 * float(np.percentile(fft_pairs, 90))],
             "real_fft_pair_ms": 1e3 * float(np.median(rfft_pairs)) if rfft_pairs else None,
+            "real_over_complex_pair": rho if rfft_pairs else None,
             "iters_per_fft_block": m_fft, "rows": rows}
 
 
@@ -458,6 +489,31 @@ def make_claims(res, args, cohere):
                     f"least {REAL_SPEEDUP_TARGET}x faster per step than the complex path (about half its time)",
                     all(v >= REAL_SPEEDUP_TARGET for v in sp.values()),
                     "complex path / real-FFT path: " + ", ".join(f"{n}^2: {v:.2f}x" for n, v in sp.items()),
+                    speedup=sp))
+        for alg in [a for a in args.algorithms if a in REAL_GPS]:
+            vals, sp = {}, {}
+            for n in args.sizes:
+                rows = R[str(n)]["rows"]
+                a_, b_ = rows.get(f"{alg} real step"), rows.get(f"{alg} real step, complex FFTs")
+                if a_:
+                    vals[n] = a_["ratio_to_fft_bound"]
+                if a_ and b_:  # both normalised by adjacent complex-FFT-pair blocks
+                    sp[n] = b_["per_fft_pair"] / a_["per_fft_pair"]
+            nc, nr = REAL_GPS[alg]
+            if vals:
+                C.append(claim(
+                    f"{alg.upper()} real step, real object ({thr} thread{'s' if thr > 1 else ''}): time per "
+                    f"iteration <= {TARGET_RATIO}x its FFT bound ({nc} complex FFTs + {nr} real FFT of the "
+                    "estimate; y and z stay complex, docs/cdi.md)",
+                    all(v <= TARGET_RATIO for v in vals.values()),
+                    ", ".join(f"{n}^2: {v:.2f}x" for n, v in vals.items()), ratios=vals))
+            if sp:
+                C.append(claim(
+                    f"{alg.upper()} real object ({thr} thread{'s' if thr > 1 else ''}): the real-estimate path "
+                    f"(real R-factor FFT) is at least {REAL_GPS_SPEEDUP_TARGET}x faster per step than the complex "
+                    f"path (at most {(nc + 1) / (nc + 0.5):.2f}x is possible: half of one FFT saved)",
+                    all(v >= REAL_GPS_SPEEDUP_TARGET for v in sp.values()),
+                    "complex path / real-estimate path: " + ", ".join(f"{n}^2: {v:.2f}x" for n, v in sp.items()),
                     speedup=sp))
         for alg in args.algorithms:
             sp = {}
@@ -601,7 +657,12 @@ def markdown(data, args, meta):
                             else f"{r['per_fft_pair']:.2f} pairs"]
             rows.append(row)
         L += [md_table(hdr, rows), ""]
-    L += ["'real ...' rows: a real object (`real=True`); '/ bound' is against the real FFT pair "
+    L += ["'GPS-R / GPS-F real ...' rows: a real object; the dual and primal variables stay complex "
+          "(docs/cdi.md), the estimate is real and its R-factor takes a real FFT: '/ bound' is against "
+          "the complex pair with the bound (complex FFTs + real FFTs x real pair / complex pair) / 2; "
+          "their 'real step, complex FFTs' row is the same problem with `rfft=False` (4 or 3 complex FFTs).",
+          "",
+          "'real ...' rows of ER / HIO / RAAR / OSS: a real object (`real=True`); '/ bound' is against the real FFT pair "
           "phasekit calls (rfftn + in-place inverse, `core.fft.irfftw(overwrite=True)`) timed in "
           "adjacent blocks, also for the complex path of the same problem ('real step, complex "
           "FFTs', `rfft=False`); the component row 'torch rfftn+irfftn pair' is torch's plain "
@@ -619,7 +680,7 @@ def markdown(data, args, meta):
 def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out)
-    name = NAME + ("_quick" if args.quick else "")
+    name = NAME + ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
     t_start = time.perf_counter()
 
     def log(s):

@@ -36,6 +36,19 @@ a typo, the choices made here:
   ``literal_re=True`` takes the real part as the printed eq. (2.20) does.
 * ``t = 1``, ``s = 0.9`` (thesis experiments); the random start is ``z^0 = b exp(i phi)``,
   ``phi ~ U[0, 2 pi)``, ``z^0 = 0`` on unmeasured pixels, ``y^0 = 0``.
+* A real object (``real=True``; CLI ``--real``): ``y`` and ``z`` stay complex (``Im y`` is the dual
+  variable of the realness constraint, and ``z`` is not Hermitian for noisy data or a random
+  start; docs/cdi.md "GPS and SO2D / SO4D on a real object"), so the FFTs of G2-G4 stay complex;
+  the estimate ``P_C u`` is kept as a real tensor and its R-factor runs on ``rfftn`` and the
+  half spectrum (``problem.rfft=False`` keeps it complex): the same iterates within rounding.
+* The elementwise steps are the fused passes of :mod:`phasekit.cdi.kernels_smooth`, each with a
+  torch twin used without numba.  GPS-R keeps its dual variable in Fourier space, ``G = F
+  y_half`` with the multiplier ``gW`` of the stage that made it (``F y = gW G``): one pass does
+  G1-G2 and forms ``V = F y + s (2 z_new - z)``, whose inverse FFT is G3's point ``y + s (2
+  u_new - u_old)`` (F is linear), and one pass does G3 and the estimate -- the same 4 FFTs as
+  the printed form, 3 passes instead of 4 (``algo.y``, ``algo.Fy`` are derived on demand; a test
+  checks the printed iteration to 1e-9).  GPS-F keeps ``y`` (needed in real space): G1-G2 in
+  one pass, G3, the estimate and G4's real-space weight in one pass.
 * With ``sigma = 0``, ``smoothing="none"`` and ``s = t = 1`` the iteration is Douglas-Rachford (HIO
   with beta = 1 for a support-only constraint; PDHG equals DR by the thesis's ref. [107], O'Connor
   & Vandenberghe 2018), which a test checks.
@@ -51,10 +64,11 @@ import torch
 from pydantic import Field, ValidationInfo, field_validator
 
 from ..core.errors import ConfigError
-from ..operators.smoothing import laplacian_smoothing_divisor
 from ..engine import Algorithm, StrictConfig
+from ..operators.smoothing import laplacian_smoothing_divisor
+from . import kernels_smooth as _ks
 from .filters import oss_alphas, radius_sq
-from .kernels import fourier_project, gps_dual, gps_primal, scale_
+from .kernels import fourier_project, scale_
 
 
 class GPSConfig(StrictConfig):
@@ -153,8 +167,11 @@ class GPS(Algorithm):
     name = "gps"
     variant = "r"
     keep_best_default = False  # best tracking is part of the algorithm itself
-    state_names = ("z", "y", "Fy", "u_old", "best", "stage_best", "rf")
+    # GPS-R keeps the dual variable in Fourier space as G = F y_half (unsmoothed) and the
+    # multiplier gW applied to it (F y = gW G): see step()
+    state_names = ("z", "G", "gW", "u_old", "best", "stage_best", "rf")
     Config = GPSConfig
+    _vform = True
 
     def __init__(self, problem, n_iter, **params):
         super().__init__(problem, n_iter, **params)
@@ -215,23 +232,48 @@ class GPS(Algorithm):
         z = torch.polar(problem.amp * problem.measured, phase)
         return problem.ifft(z)
 
+    # GPS-R's dual variable in real / Fourier space, from its stored form (tests, diagnostics)
+    @property
+    def Fy(self) -> torch.Tensor:
+        """``F y``: ``gW G`` (GPS-R's stored form)."""
+        return self.G * self.gW if self.gW is not None else self.G
+
+    @property
+    def y(self) -> torch.Tensor:
+        """The dual variable ``y = F^-1 (gW G)`` (computed on demand)."""
+        return self.problem.ifft(self.Fy)
+
+    def _dual_state(self) -> dict:
+        if self._vform:
+            return {"G": self.G, "gW": self.gW}
+        return {"y": self.y, "Fy": self.Fy}
+
     def initialize(self, x0):
         p = self.problem
         z = p.fft(x0.to(p.cdtype))
         fourier_project(z, p.amp, p.measured)
         self.z = z.contiguous()
-        self.y = torch.zeros_like(self.z)
-        self.Fy = torch.zeros_like(self.z)
+        if self._vform:
+            self.G, self.gW = torch.zeros_like(self.z), None
+        else:
+            self.y = torch.zeros_like(self.z)
+            self.Fy = torch.zeros_like(self.z)
         self.u_old = p.ifft(self.z)
         est = p.constrain(self.u_old)
+        if p.use_rfft:  # a real object: the estimate is real, its R-factor takes a real FFT
+            est = est.real.contiguous()
         self.rf = float("inf")
-        self.best = {"rf": float("inf"), "z": self.z.clone(), "y": self.y.clone(), "Fy": self.Fy.clone(),
+        self.best = {"rf": float("inf"), "z": self.z.clone(), **self._dual_state(),
                      "u": self.u_old.clone(), "est": est}
         self.stage_best = dict(self.best)
 
     def _restart_from(self, b):
         # tensors are never modified in place (see step), so references suffice
-        self.z, self.y, self.Fy, self.u_old = b["z"], b["y"], b["Fy"], b["u"]
+        self.z, self.u_old = b["z"], b["u"]
+        if self._vform:
+            self.G, self.gW = b["G"], b["gW"]
+        else:
+            self.y, self.Fy = b["y"], b["Fy"]
 
     def step(self, k):
         p = self.problem
@@ -242,37 +284,53 @@ class GPS(Algorithm):
         self._stage, self._k = l, k
         sigma = float(self.sigmas[k])
         eps = sigma / (sigma + self.t)
-        # G1-G2: primal prox step in Fourier space (one fused pass)
-        z_new = gps_primal(self.z, self.Fy, p.amp, p.measured, self.t, eps)
-        u_new = p.ifft(z_new)
-        # G3: dual ascent with extrapolation, projection onto S*; est = P_C u_new (one fused pass)
-        y_half, est = gps_dual(self.y, u_new, self.u_old, self.s, p.support, real=p.real,
-                               positive=p.positive)
-        # G4: smoothing
         W = self.filter(l)
-        if W is None:
-            y, Fy = y_half, p.fft(y_half)
-        elif self.variant == "r":
-            Fy = scale_(p.fft(y_half), W)
-            y = p.ifft(Fy)
-            if self.literal_re:
-                y = y.real.to(y.dtype)
-                Fy = p.fft(y)
+        if self._vform:
+            self._step_r(p, W, eps)
         else:
-            y = scale_(y_half, W)
-            if self.literal_re:
-                y = y.real.to(y.dtype)
-            Fy = p.fft(y)
-        # every tensor below is fresh and never modified in place afterwards, so the best pair
-        # is kept by reference (no copies)
-        self.z, self.y, self.Fy, self.u_old = z_new, y, Fy, u_new
-        # G5: R-factor of the support-projected iterate, best tracking
-        self.rf = p.rfactor(est)
-        cur = {"rf": self.rf, "z": z_new, "y": y, "Fy": Fy, "u": u_new, "est": est}
+            self._step_f(p, W, eps)
+        # G5: R-factor of the support-projected iterate (from the half spectrum of a real
+        # estimate), best tracking; every tensor kept is fresh and never modified in place, so
+        # the best pair is kept by reference (no copies)
+        est = self._est
+        self.rf = _ks.rfactor(p, est)
+        cur = {"rf": self.rf, "z": self.z, **self._dual_state(), "u": self.u_old, "est": est}
         if self.rf < self.best["rf"]:
             self.best = cur
         if self.rf < self.stage_best.get("rf", float("inf")):
             self.stage_best = cur
+
+    def _step_r(self, p, W, eps):
+        """GPS-R.  G1-G2 with G4's multiplier and G3's extrapolation in one Fourier-space pass:
+        ``F y = gW G``, ``z_new = prox(z - t F y)``, ``V = F y + s (2 z_new - z)``; then
+        ``v = F^-1 V`` (``= y + s (2 u_new - u_old)``, F linear), G3 ``y_half = v - P_C v`` with
+        the estimate ``P_C u_new`` in one pass, and ``G = F y_half`` (G4's multiplier ``W`` is
+        applied in the next primal pass).  FFTs: ``F^-1 z_new``, ``F^-1 V``, ``F y_half`` (and
+        the R-factor's), as the plain form's ``F^-1 z_new``, ``F y_half``, ``F^-1 (W F y_half)``."""
+        z_new, V = _ks.gps_primal_v(self.z, self.G, self.gW, p.amp, p.measured, self.t, eps, self.s)
+        u_new = p.ifft(z_new)
+        y_half, est = _ks.gps_dual_v(p.ifft(V), u_new, p.support, real=p.real, positive=p.positive,
+                                     real_estimate=p.use_rfft)
+        G, gW = p.fft(y_half), W
+        if self.literal_re and W is not None:  # the printed eq. (2.20): y = Re F^-1 (W F y_half)
+            y = p.ifft(G * W).real.to(p.cdtype)
+            G, gW = p.fft(y), None
+        self.z, self.G, self.gW, self.u_old, self._est = z_new, G, gW, u_new, est
+
+    def _step_f(self, p, W, eps):
+        """GPS-F: G1-G2 in one pass; G3, the estimate and G4's real-space weight in one pass."""
+        z_new = _ks.gps_primal(self.z, self.Fy, p.amp, p.measured, self.t, eps)
+        u_new = p.ifft(z_new)
+        w_dual = W if (W is not None and not self.literal_re) else None
+        y_half, est = _ks.gps_dual(self.y, u_new, self.u_old, self.s, p.support, w_dual,
+                                   real=p.real, positive=p.positive, real_estimate=p.use_rfft)
+        if W is None:
+            y = y_half
+        else:
+            y = y_half if w_dual is not None else scale_(y_half, W)
+            if self.literal_re:
+                y = y.real.to(y.dtype)
+        self.z, self.y, self.Fy, self.u_old, self._est = z_new, y, p.fft(y), u_new, est
 
     def metrics(self):
         return {"R_F": self.rf, "sigma": float(self.sigmas[min(self._k_last(), self.n_iter - 1)]),
@@ -306,3 +364,7 @@ class GPSF(GPS):
 
     name = "gps-f"
     variant = "f"
+    state_names = ("z", "y", "Fy", "u_old", "best", "stage_best", "rf")
+    _vform = False  # y is needed in real space anyway: the plain form costs no extra FFT
+    y = None  # plain attributes (shadow GPS-R's derived properties)
+    Fy = None

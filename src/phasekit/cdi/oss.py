@@ -6,8 +6,9 @@ import torch
 from pydantic import Field
 
 from ..engine import Algorithm, StrictConfig
+from . import kernels_smooth as _ks
 from .filters import freq_index_sq, gaussian_window, oss_alphas
-from .kernels import HIO, fourier_project, fourier_project_half, realspace_update
+from .kernels import fourier_project, scale_
 
 
 class OSSConfig(StrictConfig):
@@ -33,6 +34,30 @@ class OSS(Algorithm):
     On a real-object problem (``problem.use_rfft``) the iterate is real and both FFT pairs (the
     projection and the smoothing, whose Gaussian is symmetric in ``k``) run on real FFTs and the
     half spectrum (:mod:`phasekit.cdi.halfspectrum`): the same iterates within rounding.
+
+    Since ``F`` is linear, ``F h = Z - beta F y`` with ``Z = F x`` and ``F y = P~_m Z``: the
+    smoothed density's spectrum ``W F h`` comes out of the projection pass
+    (:func:`~phasekit.cdi.kernels_smooth.oss_fourier`), so a step takes 4 FFTs (``F x``,
+    ``F^-1`` of ``P~_m Z`` and of ``W F h``, and the R-factor's) instead of 5, and three passes
+    over memory: that one, :func:`~phasekit.cdi.kernels_smooth.oss_update` (HIO inside the
+    support, the smoothed density outside, the estimate ``P_C y``) and the R-factor sum (numba,
+    with torch twins); the best iterate is copied once per improvement.  A real object on the
+    complex path (``rfft=False``) keeps 5 FFTs: its ``h = x - beta Re(y)`` pairs ``k`` with
+    ``-k`` in Fourier space.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from phasekit.cdi import CDIProblem
+    >>> obj = np.zeros((16, 16)); obj[6:10, 6:10] = 1.0
+    >>> I = np.abs(np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(obj), norm="ortho"))) ** 2
+    >>> p = CDIProblem.from_arrays(I, obj > 0, real=True)
+    >>> algo = OSS(p, 20, n_filters=2)
+    >>> algo.initialize(p.random_start(np.random.default_rng(0)))
+    >>> for k in range(20):
+    ...     algo.step(k)
+    >>> algo.metrics()["R_F"] < 0.5
+    True
     """
 
     name = "oss"
@@ -69,7 +94,7 @@ class OSS(Algorithm):
                 setattr(self, n, p.as_iterate(v))
 
     def initialize(self, x0):
-        self.x = self.problem.as_iterate(x0).clone()
+        self.x = self.problem.as_iterate(x0).clone().contiguous()
         self.y = None
         self.best_x = self.x.clone()
         self.best_est = self.problem.constrain(self.x)
@@ -84,33 +109,45 @@ class OSS(Algorithm):
         if k > 0 and k == self.bounds[j]:  # new stage: restart from the previous stage's best
             self.x = self.stage_best_x.clone()
             self.stage_best_rf = float("inf")
-        if p.use_rfft:  # real iterate, real FFTs (half spectrum)
-            z = p.rfft_half(self.x)
-            fourier_project_half(z, p.half())
-            y = p.irfft_half(z, overwrite=True)
+        W = self._filter(j)
+        if p.use_rfft or not p.real:
+            # 4 FFTs: the smoothed density's spectrum W F h = W (Z - beta F y) comes out of the
+            # projection pass by linearity (h = x - beta y), with no forward FFT of h
+            if p.use_rfft:  # real iterate, real FFTs (half spectrum)
+                z = p.rfft_half(self.x)
+                hs = _ks.oss_fourier(z, W, self.beta, half=p.half())
+                y = p.irfft_half(z, overwrite=True)
+                smooth = p.irfft_half(hs, overwrite=True)
+            else:
+                z = p.fft(self.x)
+                hs = _ks.oss_fourier(z, W, self.beta, amp=p.amp, measured=p.measured)
+                y = p.ifft(z)
+                smooth = p.ifft(hs)
             self.y = y
-            h = self.x - self.beta * y
-            smooth = p.irfft_half(p.rfft_half(h).mul_(self._filter(j)), overwrite=True)
+            # one pass: HIO inside the support, the smoothed density outside, est = P_C y
+            est = _ks.oss_update(self.x, y, smooth, p.support, self.beta, positive=p.positive)
         else:
+            # a real object on the complex path (rfft=False): h = x - beta Re(y), and the
+            # transform of Re(y) pairs k with -k, so h is transformed (5 FFTs)
             z = p.fft(self.x)
             fourier_project(z, p.amp, p.measured)
             y = p.ifft(z)
             self.y = y
-            h = self.x - self.beta * (y.real.to(y.dtype) if p.real else y)
-            smooth = p.ifft(p.fft(h) * self._filter(j))
-            if p.real:
-                smooth = smooth.real.to(y.dtype)
-        realspace_update(self.x, y, p.support, HIO, self.beta, real=p.real, positive=p.positive)
-        self.x = torch.where(p.support, self.x, smooth)
-        est = p.constrain(y)
-        self._rf = p.rfactor(est)
-        if self._rf < self.stage_best_rf:
-            self.stage_best_rf = self._rf
-            self.stage_best_x = self.x.clone()
-        if self._rf < self.best_rf:
-            self.best_rf = self._rf
-            self.best_est = est
-            self.best_x = self.x.clone()
+            # one pass: h = x - beta Re y, the HIO rule in place in x, est = P_C y
+            h, est = _ks.oss_split(self.x, y, p.support, self.beta, real=True, positive=p.positive)
+            smooth = p.ifft(scale_(p.fft(h), W))
+            # outside the support the real part of the smoothed density
+            _ks.oss_merge(self.x, smooth, p.support, real=True)
+        self._rf = _ks.rfactor(p, est)
+        if self._rf < self.stage_best_rf or self._rf < self.best_rf:
+            snap = self.x.clone()  # one copy serves both (neither is modified in place)
+            if self._rf < self.stage_best_rf:
+                self.stage_best_rf = self._rf
+                self.stage_best_x = snap
+            if self._rf < self.best_rf:
+                self.best_rf = self._rf
+                self.best_est = est
+                self.best_x = snap
 
     def metrics(self):
         return {"R_F": self._rf, "alpha": float(self.alphas[getattr(self, "_j", 0)])}
