@@ -88,7 +88,10 @@ def test_default_recipe_records_the_discrepancy_step():
     chosen = d["rounds"][d["chosen_round"]]
     assert chosen["growth"] and chosen["support_area"] > chosen["support_area_before"]
     assert r.rfactor == pytest.approx(chosen["rfactor"]) and int(r.support.sum()) == chosen["support_area"]
-    assert relative_error(r.image, sim.truth.real) < 0.05  # 0.11 without the growth step
+    # measured 0.018 (R_F 0.0134, noise 0.0126) against 0.11 without the growth step; the bound
+    # leaves room for another CPU's rounding to take HIO down another path
+    assert relative_error(r.image, sim.truth.real) < 0.1
+    assert r.rfactor < 2 * d["noise_rfactor"] < chosen["rfactor_before"]
     # explicit starts: one round; refine_support=False: no growth
     r1 = reconstruct(sim.intensity, mask=sim.mask, rng=0, progress=False, metric_every=0,
                      n_iter=50, starts=1, refine_support=False)
