@@ -1,6 +1,6 @@
 """The compiled k-means paths against their references (issue 16, item 6): mini-batch draws made
 inside the compiled SBE / mini-batch steps are NumPy's ``Generator.choice(n, m, replace=False)``
-word for word, the four-feature distance loop gives the bits of the one-feature loop, and the
+word for word, the assignment kernel gives the bits of the feature-by-feature sums, and the
 fits with compiled draws are the fits with Python draws."""
 from __future__ import annotations
 
@@ -42,15 +42,45 @@ def _sequential_sqdist(X, C):
     return D
 
 
-@pytest.mark.parametrize("d", [30, 5, 3])
-def test_four_feature_distance_loop_has_the_bits_of_the_one_feature_loop(d):
-    rng = np.random.default_rng(d)
-    X = (rng.standard_normal((300, d)) * 3 + 1).astype(np.float32)
-    C = (rng.standard_normal((15, d)) * 3 + 1).astype(np.float32)
+def _sequential_scores(X, C, ref):
+    """The kernel's score ``|c - r|^2 - 2 (x - r).(c - r)`` in the data's dtype, summed one
+    feature at a time in NumPy (``|c - r|^2`` summed in float64 and rounded once)."""
+    U = (C - ref).astype(X.dtype)
+    c2 = (U.astype(np.float64) ** 2).sum(1).astype(X.dtype)
+    S = np.broadcast_to(c2, (X.shape[0], C.shape[0])).copy()
+    for t in range(X.shape[1]):
+        S = S + (X[:, t, None] - ref[t]) * (-(U[None, :, t] + U[None, :, t]))
+    return S
+
+
+@pytest.mark.parametrize("n,d,k", [(300, 30, 15), (301, 5, 9), (7, 3, 1), (2, 10, 17), (203, 10, 50), (1, 4, 8)])
+def test_compiled_assignment_has_the_bits_of_the_sequential_sums(n, d, k):
+    """Labels are the argmin of the score summed feature by feature (whatever the grouping of
+    points and centres inside the kernel), the distances the direct sum to that centre."""
+    rng = np.random.default_rng(n + d + k)
+    X = (rng.standard_normal((n, d)) * 3 + 1).astype(np.float32)
+    C = (rng.standard_normal((k, d)) * 3 + 1).astype(np.float32)
+    ref = kern.reference(X)
     lab, m = kern.assign(torch.from_numpy(X), torch.from_numpy(C))
-    D = _sequential_sqdist(X, C)
-    np.testing.assert_array_equal(lab.numpy(), D.argmin(1))  # argmin: first of equal minima
-    np.testing.assert_array_equal(m.numpy(), D.min(1))
+    want = _sequential_scores(X, C, ref).argmin(1)  # argmin: first of equal minima
+    np.testing.assert_array_equal(lab.numpy(), want)
+    np.testing.assert_array_equal(m.numpy(), _sequential_sqdist(X, C)[np.arange(n), want])
+    np.testing.assert_array_equal(lab.numpy(), _sequential_sqdist(X, C).argmin(1))  # no near ties here
+
+
+def test_compiled_assignment_keeps_its_digits_far_from_the_origin():
+    """Clusters of unit size 10^4 from the origin in float32: scores relative to the data mean
+    give the float64 nearest centre (``|p|^2 - 2 p.c + |c|^2`` at the origin would lose them)."""
+    rng = np.random.default_rng(3)
+    C64 = 1e4 + rng.standard_normal((6, 8)) * 4
+    X64 = C64[rng.integers(6, size=2000)] + rng.standard_normal((2000, 8))
+    X, C = X64.astype(np.float32), C64.astype(np.float32)
+    lab, _ = kern.assign(torch.from_numpy(X), torch.from_numpy(C))
+    d64 = ((X.astype(np.float64)[:, None, :] - C.astype(np.float64)[None]) ** 2).sum(-1)
+    srt = np.sort(d64, 1)
+    clear = srt[:, 1] - srt[:, 0] > 1e-2  # away from ties
+    assert clear.mean() > 0.95
+    np.testing.assert_array_equal(lab.numpy()[clear], d64.argmin(1)[clear])
 
 
 def test_fused_sbe_outer_step_equals_python_draws_then_kernel():
@@ -89,7 +119,7 @@ def test_full_data_assignment_is_one_pass_per_centre_set(monkeypatch):
     C = p.random_start(0)
     calls = []
     real = km.assign
-    monkeypatch.setattr(km, "assign", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(km, "assign", lambda *a, **k: calls.append(1) or real(*a, **k))
     phi = p.rfactor(C)
     _, m = p.assign_all(C.clone())
     assert len(calls) == 1

@@ -86,11 +86,12 @@ def _sqdist(P: torch.Tensor, C: torch.Tensor, c2: torch.Tensor | None = None) ->
     return d.clamp_min_(0)
 
 
-def assign(P: torch.Tensor, C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def assign(P: torch.Tensor, C: torch.Tensor, ref=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest centroid of each point and the squared distance to it (ties: lowest index).
 
-    On CPU float tensors the compiled kernel of :mod:`phasekit.learn.kmeans_kernels` (one pass,
-    direct ``sum (p - c)^2``); elsewhere :func:`assign_reference`.
+    On CPU float tensors the compiled kernel of :mod:`phasekit.learn.kmeans_kernels` (one pass;
+    scores measured from ``ref``, the data mean when None; the distance returned is the direct
+    ``sum (p - c)^2``); elsewhere :func:`assign_reference` (``ref`` unused).
 
     Examples
     --------
@@ -99,7 +100,7 @@ def assign(P: torch.Tensor, C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     [0, 1]
     """
     if _kern.usable(P, C) and P.dtype == C.dtype:
-        return _kern.assign(P, C)
+        return _kern.assign(P, C, ref)
     return assign_reference(P, C)
 
 
@@ -211,6 +212,7 @@ class KMeansProblem:
         self._last_assign: tuple | None = None  # (centre bytes, labels, squared distances)
         # the NumPy view the compiled kernels read (no torch round trip per step)
         self.Xn = self.X.numpy() if _kern.usable(self.X) else None
+        self.ref = _kern.reference(self.Xn) if self.Xn is not None else None
 
     @property
     def mean_var(self) -> float:
@@ -241,7 +243,7 @@ class KMeansProblem:
         final objective, its metrics and the estimator's labels are one pass, not three)."""
         key = (C.dtype, C.device, C.detach().cpu().numpy().tobytes())
         if self._last_assign is None or self._last_assign[0] != key:
-            self._last_assign = (key, *assign(self.X, C))
+            self._last_assign = (key, *assign(self.X, C, ref=self.ref))
         return self._last_assign[1], self._last_assign[2]
 
     def to_centred(self, C: torch.Tensor) -> np.ndarray:
@@ -381,12 +383,12 @@ class SBEStep(_KMeansStep):
             sampler = self._sampler()
             xn = self.x.numpy().astype(p.Xn.dtype, copy=False)
             if sampler is not None:  # the draws too (NumPy's choice, word for word)
-                out = _kern.sbe_outer_draw(p.Xn, p.rng, sampler, xn, self.gamma, self.alpha)
+                out = _kern.sbe_outer_draw(p.Xn, p.rng, sampler, xn, self.gamma, self.alpha, p.ref)
             else:
                 idx = np.empty((self.n_inner, self.m), dtype=np.int64)
                 for l in range(self.n_inner):
                     idx[l] = p.sample_index(self.m)
-                out = _kern._sbe_outer_k(p.Xn, idx, xn, float(self.gamma), float(self.alpha))
+                out = _kern._sbe_outer_k(p.Xn, p.ref, idx, xn, float(self.gamma), float(self.alpha))
             self.x = torch.from_numpy(out)
         else:
             self._step_reference()
@@ -443,7 +445,7 @@ class LloydStep(_KMeansStep):
             return
         X, K = self.problem.X, self.problem.k
         if self.problem.fused:
-            _, _, sums, counts = _kern.assign_sums(X, self.x)
+            _, _, sums, counts = _kern.assign_sums(X, self.x, ref=self.problem.ref)
             means = (sums / counts.clamp_min(1)[:, None]).to(self.x.dtype)
             new = torch.where(counts[:, None] > 0, means, self.x)
         else:
@@ -479,10 +481,10 @@ class MiniBatchStep(_KMeansStep):
             sampler = _sampler_for(self, 1)
             if sampler is not None:
                 xn, vn = _kern.minibatch_draw(p.Xn, p.rng, sampler, self.x.numpy().astype(p.Xn.dtype, copy=False),
-                                              self.v.numpy().astype(p.Xn.dtype, copy=False))
+                                              self.v.numpy().astype(p.Xn.dtype, copy=False), p.ref)
                 self.x, self.v = torch.from_numpy(xn), torch.from_numpy(vn)
             else:
-                self.x, self.v = _kern.minibatch_step(p.X, p.sample_index(self.m), self.x, self.v)
+                self.x, self.v = _kern.minibatch_step(p.X, p.sample_index(self.m), self.x, self.v, p.ref)
         else:
             P = p.sample(self.m)
             lab, _ = assign_reference(P, self.x)
