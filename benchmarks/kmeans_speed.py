@@ -8,7 +8,7 @@ Data (float32; seeds 1000 and 2000 for the two shapes, the same data for every m
 * ``skew50``: ``K = 50`` components in ``d = 10``, Dirichlet(1) weights (some clusters 100x
   smaller than others), means ~ N(0, 3^2 I), anisotropic diagonal noise (scales in [0.3, 2]).
 
-``N`` = 1e4, 2e4 (issue 16's own case: 20,000 x 30, K = 15, 10 seeds), 1e5 and 1e6 points (10, 10,
+``N`` = 1e4, 2e4 (mix15 then has the shape of issue 16's measurement: 20,000 x 30, K = 15), 1e5 and 1e6 points (10, 10,
 3 and 2 seeds for ``mix15``; 10, 10, 2 and 1 for ``skew50``: at 1e4 the per-seed ratio spreads
 1.4-5x with scikit-learn's iteration count, so 10 seeds);
 ``phi`` is the thesis objective ``inertia / (2N)`` (Pham thesis eq. (4.4)), evaluated in float64
