@@ -99,9 +99,10 @@ def fourier_project(zrow, arow, mrow, buf):
 
 
 @jit
-def fourier(z, amp, meas):
-    # per row: the sums (fastmath), then the projection (strict) of the row still in L1;
-    # separately compiled functions, so each keeps its own floating-point flags
+def fourier_rows(z, amp, meas, diff):
+    # per row: the sums (fastmath), then the projection (strict) of the row still in L1 --
+    # z <- P(z) (fourier_project) or, with diff, z <- P(z) - z (diff_row); separately compiled
+    # functions, so each keeps its own floating-point flags
     my, mx = z.shape
     buf = np.empty(mx, z.dtype)
     zero = np.zeros(1, amp.dtype)[0]
@@ -111,8 +112,16 @@ def fourier(z, amp, meas):
         n, c = fourier_sums(z[i], amp[i], meas[i], zero)
         num += n
         cost += c
-        fourier_project(z[i], amp[i], meas[i], buf)
+        if diff:
+            diff_row(z[i], amp[i], meas[i], buf)
+        else:
+            fourier_project(z[i], amp[i], meas[i], buf)
     return num, cost
+
+
+@jit
+def fourier(z, amp, meas):
+    return fourier_rows(z, amp, meas, False)
 
 
 @jit
@@ -224,18 +233,8 @@ def diff_row(zrow, arow, mrow, buf):
 
 @jit
 def fourier_diff(z, amp, meas):
-    # per row: the sums (fastmath), then the projection minus the input (strict)
-    my, mx = z.shape
-    buf = np.empty(mx, z.dtype)
-    zero = np.zeros(1, amp.dtype)[0]
-    num = 0.0
-    cost = 0.0
-    for i in range(my):
-        n, c = fourier_sums(z[i], amp[i], meas[i], zero)
-        num += n
-        cost += c
-        diff_row(z[i], amp[i], meas[i], buf)
-    return num, cost
+    # fourier_rows with z <- P(z) - z
+    return fourier_rows(z, amp, meas, True)
 
 
 @jit
