@@ -68,6 +68,23 @@ def test_compiled_assignment_has_the_bits_of_the_sequential_sums(n, d, k):
     np.testing.assert_array_equal(lab.numpy(), _sequential_sqdist(X, C).argmin(1))  # no near ties here
 
 
+def test_compiled_assignment_breaks_exact_ties_to_the_lowest_index():
+    """Duplicated centres score the same to the bit: every point goes to the first copy, in all
+    four lanes of a group and in a short last group (the branch-free minimum keeps strict ``<``)."""
+    rng = np.random.default_rng(11)
+    base = (rng.standard_normal((5, 6)) * 2).astype(np.float32)
+    C = np.concatenate([base, base[::-1], base])  # centre j, 9 - j and j + 10 are equal
+    X = (base[rng.integers(5, size=203)] + 0.1 * rng.standard_normal((203, 6))).astype(np.float32)
+    lab, m = kern.assign(torch.from_numpy(X), torch.from_numpy(C))
+    want = _sequential_scores(X, C, kern.reference(X)).argmin(1)
+    np.testing.assert_array_equal(lab.numpy(), want)
+    assert lab.max() < 5  # never a later copy
+    idx = rng.integers(203, size=(1, 57))  # a batch with repeats and a short last group
+    _, _, sums, counts = kern.assign_sums(torch.from_numpy(X), torch.from_numpy(C), idx[0])
+    assert counts[5:].sum() == 0 and counts.sum() == 57
+    np.testing.assert_allclose(sums.numpy()[:5].sum(0), X[idx[0]].astype(np.float64).sum(0), rtol=1e-12, atol=1e-12)
+
+
 def test_compiled_assignment_keeps_its_digits_far_from_the_origin():
     """Clusters of unit size 10^4 from the origin in float32: scores relative to the data mean
     give the float64 nearest centre (``|p|^2 - 2 p.c + |c|^2`` at the origin would lose them)."""
