@@ -143,3 +143,15 @@ def test_full_data_assignment_is_one_pass_per_centre_set(monkeypatch):
     assert phi == pytest.approx(float(m.double().sum()) / 1000, rel=1e-12)
     p.rfactor(C + 1)
     assert len(calls) == 2
+
+
+def test_sums_without_distances_are_the_same_pass():
+    """``with_mins=False`` (a Lloyd iteration) gives the labels, sums and counts of the full call."""
+    rng = np.random.default_rng(12)
+    X = torch.from_numpy((rng.standard_normal((517, 9)) * 2).astype(np.float32))
+    C = X[:6].clone()
+    lab, m, s, c = kern.assign_sums(X, C)
+    lab2, m2, s2, c2 = kern.assign_sums(X, C, with_mins=False)
+    assert m2 is None and m is not None
+    for a, b in ((lab, lab2), (s, s2), (c, c2)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -445,7 +445,7 @@ class LloydStep(_KMeansStep):
             return
         X, K = self.problem.X, self.problem.k
         if self.problem.fused:
-            _, _, sums, counts = _kern.assign_sums(X, self.x, ref=self.problem.ref)
+            _, _, sums, counts = _kern.assign_sums(X, self.x, ref=self.problem.ref, with_mins=False)
             means = (sums / counts.clamp_min(1)[:, None]).to(self.x.dtype)
             new = torch.where(counts[:, None] > 0, means, self.x)
         else:

@@ -479,9 +479,10 @@ def assign(X: torch.Tensor, C: torch.Tensor, ref: np.ndarray | None = None) -> t
 
 
 def assign_sums(X: torch.Tensor, C: torch.Tensor, idx: np.ndarray | None = None,
-                ref: np.ndarray | None = None):
+                ref: np.ndarray | None = None, *, with_mins: bool = True):
     """:func:`assign` plus per-cluster sums (float64, ``(K, d)``) and counts (int64, ``(K,)``)
-    of the rows ``X[idx]`` (``idx`` None: all rows, in order).
+    of the rows ``X[idx]`` (``idx`` None: all rows, in order).  ``with_mins=False`` skips the
+    distances (returned as None; a Lloyd iteration needs only the sums).
 
     Examples
     --------
@@ -495,10 +496,10 @@ def assign_sums(X: torch.Tensor, C: torch.Tensor, idx: np.ndarray | None = None,
     if idx is not None:
         idx = np.ascontiguousarray(idx, dtype=np.int64)
     n, (k, d) = (Xn.shape[0] if idx is None else idx.shape[0]), Cn.shape
-    labels, mins = np.empty(n, np.int64), np.empty(n, Xn.dtype)
+    labels, mins = np.empty(n, np.int64), np.empty(n if with_mins else 1, Xn.dtype)
     sums, counts = np.empty((k, d), np.float64), np.empty(k, np.int64)
-    _assign_sums_k(Xn, idx, Cn, _ref(Xn, ref), labels, mins, sums, counts, True, True)
-    return (torch.from_numpy(labels), torch.from_numpy(mins), torch.from_numpy(sums),
+    _assign_sums_k(Xn, idx, Cn, _ref(Xn, ref), labels, mins, sums, counts, True, bool(with_mins))
+    return (torch.from_numpy(labels), torch.from_numpy(mins) if with_mins else None, torch.from_numpy(sums),
             torch.from_numpy(counts))
 
 
