@@ -11,6 +11,7 @@ import torch
 kern = pytest.importorskip("phasekit.learn.kmeans_kernels")
 from phasekit.learn import MiniBatchKMeans, SBEKMeans
 from phasekit.learn import kmeans as km
+from phasekit.learn.kmeans import KMeansProblem, MiniBatchStep, SBEStep
 
 pytestmark = pytest.mark.skipif(not kern.available, reason="numba not available")
 
@@ -155,3 +156,36 @@ def test_sums_without_distances_are_the_same_pass():
     assert m2 is None and m is not None
     for a, b in ((lab, lab2), (s, s2), (c, c2)):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize("cls,kw", [(SBEStep, {"batch_size": 100, "n_inner": 3}),
+                                    (MiniBatchStep, {"batch_size": 100})])
+def test_compiled_steps_hold_arrays_and_continue_from_a_state_dict(cls, kw):
+    """The compiled steps keep the centres (and counts) as NumPy arrays, ``algo.x`` a torch view
+    made when read; a state dict taken halfway and loaded into a new algorithm continues the run
+    to the same bits as the run without the break (the draws come from the problem's generator)."""
+    rng = np.random.default_rng(6)
+    X = (rng.standard_normal((2000, 5)) + 4 * rng.integers(4, size=(2000, 1))).astype(np.float32)
+    pa, pb = KMeansProblem(X, 4, init="random", rng=5), KMeansProblem(X, 4, init="random", rng=5)
+    assert pa.fused
+    x0 = torch.from_numpy(X[:4].copy())
+    a, b = cls(pa, 10, **kw), cls(pb, 10, **kw)
+    a.initialize(x0)
+    b.initialize(x0)
+    for k in range(6):
+        a.step(k)
+    for k in range(3):
+        b.step(k)
+    state = {n: v.clone() if isinstance(v, torch.Tensor) else v for n, v in b.state_dict().items()}
+    c = cls(pb, 10, **kw)
+    c.load_state_dict(state)
+    for k in range(3, 6):
+        c.step(k)
+    for n in cls.state_names:
+        va, vc = getattr(a, n), getattr(c, n)
+        if isinstance(va, torch.Tensor):
+            assert va.dtype == torch.float32
+            np.testing.assert_array_equal(va.numpy(), vc.numpy())
+        else:
+            assert va == vc
+    assert not np.array_equal(a.x.numpy(), X[:4])

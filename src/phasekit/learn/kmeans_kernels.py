@@ -48,6 +48,7 @@ forces the reference path.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 
 import numpy as np
@@ -61,10 +62,24 @@ try:  # numba is optional at run time: fall back to the torch reference
     if os.environ.get("PHASEKIT_NO_NUMBA"):
         raise ImportError("PHASEKIT_NO_NUMBA is set")
     import numba
+    from llvmlite import ir as _ir
+    from numba.core import types as _types
+    from numba.extending import intrinsic as _intrinsic
 
     # module-level functions (not closures) so that numba's on-disk cache is used
     _jit = numba.njit(cache=True, fastmath=False, nogil=True)
     available = True
+
+    @_intrinsic
+    def _next_u32(typingctx, fn, st):
+        """``fn(st)``: call the C function at address ``fn`` (``uint32_t (*)(void *)``, a bit
+        generator's ``next_uint32``) on the state at address ``st``.  Two integers cross the
+        call boundary: a ctypes function pointer argument costs the dispatcher ~4 us per call."""
+        def codegen(context, builder, signature, args):
+            fnty = _ir.FunctionType(_ir.IntType(32), [_ir.IntType(8).as_pointer()])
+            f = builder.inttoptr(args[0], fnty.as_pointer())
+            return builder.call(f, [builder.inttoptr(args[1], _ir.IntType(8).as_pointer())])
+        return _types.uint32(_types.intp, _types.intp), codegen
 except ImportError:  # pragma: no cover - exercised only without numba
     available = False
 
@@ -247,17 +262,17 @@ def _minibatch_k(X, ref, idx, x, v):
 # against NumPy once per process; where it differs (another NumPy), the draws stay in Python.
 
 @_jit
-def _bounded(fn, st, rng):  # fn(st): the bit generator's next 32-bit word
+def _bounded(fn, st, rng):  # fn, st: addresses of the bit generator's next_uint32 and state
     """A uniform integer in ``[0, rng]`` as NumPy's ``random_bounded_uint64(.., 0, rng, ..)``
     for ``1 <= rng < 2**32 - 1`` (Lemire's multiply-and-reject on 32-bit words)."""
     rng_excl = np.uint64(rng) + np.uint64(1)
     low = np.uint64(0xFFFFFFFF)
-    m = np.uint64(fn(st)) * rng_excl
+    m = np.uint64(_next_u32(fn, st)) * rng_excl
     leftover = m & low
     if leftover < rng_excl:
         threshold = (low - np.uint64(rng)) % rng_excl
         while leftover < threshold:
-            m = np.uint64(fn(st)) * rng_excl
+            m = np.uint64(_next_u32(fn, st)) * rng_excl
             leftover = m & low
     return np.int64(m >> np.uint64(32))
 
@@ -344,10 +359,11 @@ def _minibatch_draw_k(X, ref, fn, st, idx, hs, perm, jbuf, x, v):
 
 
 def _bitgen(g: np.random.Generator):
-    """The bit generator's ``next_uint32`` (a ctypes function pointer) and state address: compiled
-    code calls it as NumPy's C code does (unboxing these costs ~5 us, a whole Generator ~50 us)."""
+    """The addresses of the bit generator's ``next_uint32`` and of its state, as integers: compiled
+    code calls it as NumPy's C code does (unboxing a whole Generator costs ~50 us).  ``g`` must
+    outlive their use (:class:`Sampler` keeps the last one with its addresses)."""
     c = g.bit_generator.ctypes
-    return c.next_uint32, c.state_address
+    return ctypes.cast(c.next_uint32, ctypes.c_void_p).value, c.state_address
 
 
 class Sampler:
@@ -373,10 +389,18 @@ class Sampler:
         tail = self.n > 10000 and self.m > self.n // 50 and self.m < self.n
         self.perm = np.arange(self.n, dtype=np.int64) if tail else np.empty(0, np.int64)
         self.jbuf = np.empty(self.m, np.int64)
+        self._g = self._addr = None
+
+    def bitgen(self, g: np.random.Generator) -> tuple[int, int]:
+        """:func:`_bitgen` of ``g``, remembered with ``g`` itself (which it keeps alive)."""
+        if g is not self._g:
+            self._addr = _bitgen(g)
+            self._g = g
+        return self._addr
 
     def draw(self, g: np.random.Generator) -> np.ndarray:
         """Draw ``idx`` (``(L, m)``) from ``g``: row ``l`` is the ``l``-th ``g.choice(n, m, replace=False)``."""
-        _draw_k(*_bitgen(g), self.n, self.idx, self.hs, self.perm, self.jbuf)
+        _draw_k(*self.bitgen(g), self.n, self.idx, self.hs, self.perm, self.jbuf)
         return self.idx
 
 
@@ -417,14 +441,14 @@ def sbe_outer_draw(Xn: np.ndarray, g: np.random.Generator, sampler: Sampler, x: 
 
     ``Xn`` is the contiguous ``(N, d)`` data, ``x`` the ``(K, d)`` centres in its dtype, ``ref``
     its :func:`reference` point (computed when None)."""
-    return _sbe_outer_draw_k(Xn, _ref(Xn, ref), *_bitgen(g), sampler.idx, sampler.hs, sampler.perm, sampler.jbuf, x,
+    return _sbe_outer_draw_k(Xn, _ref(Xn, ref), *sampler.bitgen(g), sampler.idx, sampler.hs, sampler.perm, sampler.jbuf, x,
                              float(gamma), float(alpha))
 
 
 def minibatch_draw(Xn: np.ndarray, g: np.random.Generator, sampler: Sampler, x: np.ndarray,
                    v: np.ndarray, ref: np.ndarray | None = None):
     """:func:`minibatch_step` with its batch drawn from ``g`` in the same compiled call."""
-    return _minibatch_draw_k(Xn, _ref(Xn, ref), *_bitgen(g), sampler.idx, sampler.hs, sampler.perm, sampler.jbuf, x, v)
+    return _minibatch_draw_k(Xn, _ref(Xn, ref), *sampler.bitgen(g), sampler.idx, sampler.hs, sampler.perm, sampler.jbuf, x, v)
 
 
 def usable(*ts: torch.Tensor) -> bool:
