@@ -358,12 +358,11 @@ class _ArrayState:
         obj.__dict__[self.a] = None
 
     def array(self, obj, dtype) -> np.ndarray:
-        """The NumPy array (a view of the tensor where it has ``dtype``)."""
+        """The NumPy array: the kernels' own, else the tensor's (a view where it has ``dtype``;
+        not kept, so a tensor set from outside is never shadowed by a stale copy)."""
         d = obj.__dict__
         a = d.get(self.a)
-        if a is None:
-            a = d[self.a] = d[self.t].numpy().astype(dtype, copy=False)
-        return a
+        return d[self.t].numpy().astype(dtype, copy=False) if a is None else a
 
     def set_array(self, obj, a: np.ndarray) -> None:
         obj.__dict__[self.a] = a
