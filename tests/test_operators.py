@@ -97,6 +97,33 @@ def test_fused_realspace_update_matches_reference(mode, real, positive, kernel_f
     assert torch.allclose(x1, x2, atol=1e-6)
 
 
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba not installed")
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+def test_componentwise_update_follows_support_changes(dtype, kernel_flavour):
+    """The complex rules without realness or positivity run on the float views with the support
+    repeated per component (kernels.lane_mask, cached): equal to the reference in both
+    precisions, and a support changed in place (as shrink-wrap does) is seen by the next call."""
+    x = _rand((20, 20), 3, dtype)
+    y = _rand((20, 20), 4, dtype)
+    s = torch.rand(20, 20, generator=torch.Generator().manual_seed(1)) > 0.5
+    tol = 1e-6 if dtype == torch.complex64 else 1e-14
+    for mode in (kernels.ER, kernels.HIO, kernels.RAAR):
+        for change in (False, True):
+            if change:
+                s.copy_(~s)  # a new support in the same tensor: a new lane mask
+            x1, x2 = x.clone(), x.clone()
+            kernels.realspace_update(x1, y, s, mode, 0.8, fused=True)
+            kernels.realspace_update(x2, y, s, mode, 0.8, fused=False)
+            assert torch.allclose(x1, x2, atol=tol, rtol=0), (mode, change)
+            if mode == kernels.ER:
+                assert not x1[~s].any()
+            assert torch.equal(x1[s], y[s])
+    m = kernels.lane_mask(s)
+    assert m.shape == (800,) and np.array_equal(m[0::2], s.numpy().ravel()) and \
+        np.array_equal(m[1::2], s.numpy().ravel())
+    assert torch.equal(kernels.constrain(y, s), torch.where(s, y, torch.zeros_like(y)))
+
+
 def test_laplacian_smoothing_divisor_mean_and_formula():
     m = 16
     d = laplacian_smoothing_divisor((m,), 2.0, dtype=torch.float64)
