@@ -118,3 +118,53 @@ def test_fused_modes_sweep_matches_reference(partial_scan, cls, kw):
     assert float(d.abs().max()) > 1e-3                                    # positions refined
     for key in ("R_F", "cost_mean", "background_mean", "position_shift_rms", "mode_power_0"):
         assert a._last[key] == pytest.approx(b._last[key], rel=1e-8, abs=1e-12), key
+
+
+def _placed(g, m, gap):
+    """P (m x m complex64), R and the scratch rows, with ``bp`` placed ``gap`` float32 words after
+    the end of P in one buffer (``gap=None``: separate arrays).  Close placements make LLVM's
+    runtime alias checks fail for some rows, so those rows run the scalar copy of the loop."""
+    P = _rand(g, (m, m), np.complex64)
+    R = (_rand(g, (m, m), np.complex64) * 0.1).astype(np.complex64)
+    if gap is None:
+        return P, R, K.max_buffers(m, np.float32)
+    buf = np.zeros(2 * m * m + gap + 2 * m + 64, np.float32)
+    Pv = buf[:2 * m * m].view(np.complex64).reshape(m, m)
+    Pv[...] = P
+    bp = buf[2 * m * m + gap:2 * m * m + gap + m]
+    bo = np.zeros(m, np.float32)
+    return Pv, R, (bp, bo, bp.view(np.int32), bo.view(np.int32))
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.1])
+def test_update_exit_bits_do_not_depend_on_placement(gamma):
+    """The vector loop and the scalar loop LLVM falls back to (when the arrays lie close in
+    memory) give the same bits: no approximate reciprocal (vrcpps) in the vector loop.  rPIE's
+    float32 quotients differed by 1 ulp from run to run before (issue 16's review)."""
+    m = 16
+    outs = []
+    for gap in (None, 0, 1, 4, 8, 16, 40):
+        g = np.random.default_rng(7)
+        O = _rand(g, (48, 48), np.complex64)
+        P, R, bufs = _placed(g, m, gap)
+        psi = np.zeros((m, m), np.complex64)
+        pm, om = K.sweep_kernels().update_exit(P, O, R, 10, 12, 0.9, 0.7, gamma, gamma, 3.0, 2.0,
+                                               True, psi, 14, 9, True, bufs)
+        outs.append((O.copy(), P.copy(), psi.copy(), pm, om))
+    for o in outs[1:]:
+        for a, b in zip(o[:3], outs[0][:3]):
+            assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+        assert o[3:] == outs[0][3:]
+
+
+
+def test_kernels_that_store_quotients_use_exact_division():
+    """Kernels that store a quotient or a root are compiled without the approximate reciprocal
+    and root ('arcp', 'afn'): with them the K-mode projection and the regularised updates used
+    vrcpps / vrsqrtps, whose bits differ between AMD and Intel CPUs (and between a vector loop
+    and its scalar fallback, see the placement test above)."""
+    from phasekit.ptycho import numba_kernels as nk
+
+    for kern in (nk.update_exit, nk.update_regularised, nk.update_k, nk.fourier_k):
+        fm = kern.targetoptions["fastmath"]
+        assert fm is not True and not ({"arcp", "afn", "fast"} & set(fm or ())), kern

@@ -18,6 +18,13 @@ from ..operators.modulus import fast_ok, jit_with_helpers, project_fast, project
 jit = jit_with_helpers(fastmath=True)
 # kernels that store a modulus projection: strict IEEE arithmetic (see operators/modulus.py)
 strict = jit_with_helpers(fastmath=False, error_model="numpy")
+# kernels that store a quotient or a square root: fastmath without the approximate reciprocal
+# and root ('arcp', 'afn').  With them LLVM computes a float32 quotient in the vector loop as
+# vrcpps plus a Newton step (vendor-specific bits) but as vdivss in the scalar loop it falls
+# back to when the runtime alias checks fail, which depends on where the arrays lie in memory:
+# the same inputs gave results 1 ulp apart from run to run (rPIE / mPIE, found when their
+# denominators moved from float64 to float32)
+jitq = jit_with_helpers(fastmath={"nnan", "ninf", "nsz", "contract", "reassoc"})
 
 
 @jit
@@ -152,8 +159,9 @@ def update_scalar(P, O, psi, psit, y0, x0, fo, fp, do_probe):
     # ePIE / CRISP: O += fo conj(P) R, P += fp conj(O_old) R (fo = s_o / |P|max^2);
     # R = psit - psi with the exit wave psi kept from exit_wave (recomputing P * O here was
     # 3x slower: the compiler cannot vectorise reads of rows it is also writing)
+    # (fp = 0 without the probe update, set by the caller: an in-kernel ``fp * 0`` is float64
+    # in numba and widened the whole update to float64)
     my, mx = P.shape
-    fp = fp if do_probe else fp * 0
     for i in range(my):
         orow = O[y0 + i, x0:x0 + mx]
         prow = P[i]
@@ -170,11 +178,12 @@ def update_scalar(P, O, psi, psit, y0, x0, fo, fp, do_probe):
             prow[j] = complex(pr + fp * (orr * rr + oi * ri), pi + fp * (orr * ri - oi * rr))
 
 
-@jit
-def update_regularised(P, O, psi, psit, y0, x0, so, sp, go, gp, pm, om, do_probe):
-    # rPIE / mPIE: element-wise denominators (1 - g)|Q|^2 + g |Q|max^2
+@jitq
+def update_regularised(P, O, psi, psit, y0, x0, so, sp, cgo, gpm, cgp, gom, zero):
+    # rPIE / mPIE: element-wise denominators (1 - g)|Q|^2 + g |Q|max^2, with cg = 1 - g and
+    # gm = g |Q|max^2 rounded to the arrays' precision by the caller (the torch twin's
+    # arithmetic; an in-kernel ``1 - g`` is float64 in numba and widened the update to float64)
     my, mx = P.shape
-    sp = sp if do_probe else sp * 0
     for i in range(my):
         orow = O[y0 + i, x0:x0 + mx]
         prow = P[i]
@@ -187,10 +196,10 @@ def update_regularised(P, O, psi, psit, y0, x0, so, sp, go, gp, pm, om, do_probe
             oi = orow[j].imag
             rr = trow[j].real - srow[j].real
             ri = trow[j].imag - srow[j].imag
-            den_o = (1 - go) * (pr * pr + pi * pi) + go * pm
-            den_p = (1 - gp) * (orr * orr + oi * oi) + gp * om
-            fo = so / den_o if den_o > 0 else den_o * 0
-            fp = sp / den_p if den_p > 0 else den_p * 0
+            den_o = cgo * (pr * pr + pi * pi) + gpm
+            den_p = cgp * (orr * orr + oi * oi) + gom
+            fo = so / den_o if den_o > zero else zero
+            fp = sp / den_p if den_p > zero else zero
             orow[j] = complex(orr + fo * (pr * rr + pi * ri), oi + fo * (pr * ri - pi * rr))
             prow[j] = complex(pr + fp * (orr * rr + oi * ri), pi + fp * (orr * ri - oi * rr))
 
@@ -202,11 +211,17 @@ def update(P, O, psi, psit, y0, x0, so, sp, go, gp, pm, om, do_probe):
     rt = real_type[P.dtype]  # scalars in the arrays' precision (mixed types do not vectorise)
     if go == 1.0 and gp == 1.0:
         fo = so / pm if pm > 0 else 0.0
-        fp = sp / om if om > 0 else 0.0
+        fp = sp / om if (om > 0 and do_probe) else 0.0
         update_scalar(P, O, psi, psit, y0, x0, rt(fo), rt(fp), bool(do_probe))
     else:
-        update_regularised(P, O, psi, psit, y0, x0, rt(so), rt(sp), rt(go), rt(gp), rt(pm),
-                           rt(om), bool(do_probe))
+        update_regularised(P, O, psi, psit, y0, x0, rt(so), rt(sp if do_probe else 0.0),
+                           *reg_terms(rt, go, gp, pm, om), rt(0))
+
+
+def reg_terms(rt, go, gp, pm, om):
+    """``(1 - g_o, g_o pm, 1 - g_p, g_p om)`` in the arrays' real type ``rt``: the terms of the
+    regularised denominators ``(1 - g)|Q|^2 + g |Q|max^2`` as the torch twin rounds them."""
+    return rt(1.0 - go), rt(go * pm), rt(1.0 - gp), rt(gp * om)
 
 
 @strict
@@ -259,8 +274,8 @@ def grad_norms_r(P, O, R, y0, x0):
     return np_, no
 
 
-@jit
-def update_exit(P, O, R, y0, x0, fo, fp, so, sp, go, gp, pm, om, reg,
+@jitq
+def update_exit(P, O, R, y0, x0, fo, fp, so, sp, cgo, gpm, cgp, gom, reg,
                 psi, y1, x1, nxt, bp, bo, ip, io):
     # The update of this position (O += fo conj(P) R, P += fp conj(O_old) R; rPIE's
     # element-wise denominators when reg) and, in the same pass, the exit wave of the next
@@ -268,10 +283,13 @@ def update_exit(P, O, R, y0, x0, fo, fp, so, sp, go, gp, pm, om, reg,
     # views, as exit_wave).  Rows are visited so that every object row the next window
     # reads is read after this update wrote it and never written again: with d = y1 - y0,
     # exit row i follows update row i + max(d, 0).
+    # (rPIE's denominators with cg = 1 - g and gm = g |Q|max^2 from the caller, as in
+    # update_regularised)
     my, mx = P.shape
     lag = y1 - y0 if (nxt and y1 > y0) else 0
     mp = ip[0] * 0
     mo = mp
+    zero = bp.dtype.type(0)
     for t in range(my + lag):
         if t < my:
             orow = O[y0 + t, x0:x0 + mx]
@@ -285,10 +303,10 @@ def update_exit(P, O, R, y0, x0, fo, fp, so, sp, go, gp, pm, om, reg,
                     oi = orow[j].imag
                     rr = rrow[j].real
                     ri = rrow[j].imag
-                    den_o = (1 - go) * (pr * pr + pi * pi) + go * pm
-                    den_p = (1 - gp) * (orr * orr + oi * oi) + gp * om
-                    f_o = so / den_o if den_o > 0 else den_o * 0
-                    f_p = sp / den_p if den_p > 0 else den_p * 0
+                    den_o = cgo * (pr * pr + pi * pi) + gpm
+                    den_p = cgp * (orr * orr + oi * oi) + gom
+                    f_o = so / den_o if den_o > zero else zero
+                    f_p = sp / den_p if den_p > zero else zero
                     npr = pr + f_p * (orr * rr + oi * ri)
                     npi = pi + f_p * (orr * ri - oi * rr)
                     orow[j] = complex(orr + f_o * (pr * rr + pi * ri),
@@ -342,8 +360,8 @@ def update_exit_py(P, O, R, y0, x0, so, sp, go, gp, pm, om, do_probe, psi, y1, x
     reg = not (go == 1.0 and gp == 1.0)
     fo = so / pm if pm > 0 else 0.0
     fp = sp / om if om > 0 else 0.0
-    return update_exit(P, O, R, y0, x0, rt(fo), rt(fp), rt(so), rt(sp), rt(go), rt(gp),
-                       rt(pm), rt(om), reg, psi, y1, x1, bool(nxt), *bufs)
+    return update_exit(P, O, R, y0, x0, rt(fo), rt(fp), rt(so), rt(sp),
+                       *reg_terms(rt, go, gp, pm, om), reg, psi, y1, x1, bool(nxt), *bufs)
 
 # ------------------------------------------------------------------ K modes
 
@@ -377,14 +395,15 @@ def exit_k(psi, P, O, y0, x0, bp, bo):
     return mp, mo
 
 
-@jit
+@jitq
 def fourier_k(z, amp, meas, bg, has_bg, acc, cnt, fit, sbuf, fbuf):
     # The incoherent-sum projection (fourier_modes) as z_k <- P(z)_k - z_k, its sums, and
     # the EM background terms acc += I / S, cnt += 1 on measured pixels (fit)
     nk, my, mx = z.shape
     num = 0.0
     cost = 0.0
-    one = sbuf[0] * 0 + 1
+    one = sbuf.dtype.type(1)  # (``sbuf[0] * 0 + 1`` would be float64 in numba)
+    zero = one - one
     for i in range(my):
         arow = amp[i]
         mrow = meas[i]
@@ -405,7 +424,7 @@ def fourier_k(z, amp, meas, bg, has_bg, acc, cnt, fit, sbuf, fbuf):
             num += abs(d) if m else 0.0
             cost += d * d if m else 0.0
             f = b / a if a > 0 else one
-            fbuf[j] = (f - one) if m else f * 0
+            fbuf[j] = (f - one) if m else zero
         if fit:
             arow2 = acc[i]
             crow = cnt[i]
@@ -413,7 +432,7 @@ def fourier_k(z, amp, meas, bg, has_bg, acc, cnt, fit, sbuf, fbuf):
                 s = sbuf[j]
                 m = mrow[j]
                 b = arow[j]
-                arow2[j] += (b * b) / s if (m and s > 0) else s * 0
+                arow2[j] += (b * b) / s if (m and s > zero) else zero
                 crow[j] += 1 if m else 0
         for k in range(nk):
             zrow = z[k, i]
@@ -428,11 +447,13 @@ def fourier_k(z, amp, meas, bg, has_bg, acc, cnt, fit, sbuf, fbuf):
     return num, cost
 
 
-@jit
-def update_k(P, O, R, y0, x0, so, sp, go, gp, pm, om, gr, gi, p2):
+@jitq
+def update_k(P, O, R, y0, x0, so, sp, cgo, gpm, cgp, gom, gr, gi, p2):
     # dO = s_o sum_k conj(P_k) R_k / ((1-g_o) sum_k|P_k|^2 + g_o pm),
     # dP_k = s_p conj(O) R_k / ((1-g_p)|O|^2 + g_p om), both from the pre-update values
+    # (cg = 1 - g, gm = g |Q|max^2 from the caller, as in update_regularised)
     nk, my, mx = P.shape
+    zero = gr.dtype.type(0)
     for i in range(my):
         orow = O[y0 + i, x0:x0 + mx]
         for j in range(mx):
@@ -458,13 +479,13 @@ def update_k(P, O, R, y0, x0, so, sp, go, gp, pm, om, gr, gi, p2):
                 oi = orow[j].imag
                 rr = rrow[j].real
                 ri = rrow[j].imag
-                den_p = (1 - gp) * (orr * orr + oi * oi) + gp * om
-                f_p = sp / den_p if den_p > 0 else den_p * 0
+                den_p = cgp * (orr * orr + oi * oi) + gom
+                f_p = sp / den_p if den_p > zero else zero
                 prow[j] = complex(prow[j].real + f_p * (orr * rr + oi * ri),
                                   prow[j].imag + f_p * (orr * ri - oi * rr))
         for j in range(mx):
-            den_o = (1 - go) * p2[j] + go * pm
-            f_o = so / den_o if den_o > 0 else den_o * 0
+            den_o = cgo * p2[j] + gpm
+            f_o = so / den_o if den_o > zero else zero
             orow[j] = complex(orow[j].real + f_o * gr[j], orow[j].imag + f_o * gi[j])
 
 
@@ -508,7 +529,7 @@ def shift_sums_k(P, O, R, y0, x0, gyr, gyi, gxr, gxi):
     axy = 0.0
     by = 0.0
     bx = 0.0
-    half = gyr[0] * 0 + 0.5
+    half = gyr.dtype.type(0.5)  # (``gyr[0] * 0 + 0.5`` would be float64 in numba)
     one = half * 2
     for i in range(my):
         ia = i - 1 if i > 0 else 0
@@ -550,7 +571,7 @@ def shift_sums_k(P, O, R, y0, x0, gyr, gyi, gxr, gxi):
 def update_k_py(P, O, R, y0, x0, so, sp, go, gp, pm, om, do_probe, bufs):
     rt = real_type[P.dtype]
     sp = sp if do_probe else 0.0
-    update_k(P, O, R, y0, x0, rt(so), rt(sp), rt(go), rt(gp), rt(pm), rt(om), *bufs)
+    update_k(P, O, R, y0, x0, rt(so), rt(sp), *reg_terms(rt, go, gp, pm, om), *bufs)
 
 
 @strict
