@@ -433,6 +433,9 @@ def _complex_rule(ks, x: torch.Tensor, y: torch.Tensor, support: torch.Tensor, m
     support's shape (or a batch with one support each): the per-component kernels on the float
     views where the rule treats both parts alike (no realness, no positivity), the per-pixel
     kernels otherwise; all arithmetic in the arrays' real precision."""
+    if not (x.shape == y.shape and x.numel() == support.numel()):
+        raise ValueError(f"shapes differ: x {tuple(x.shape)}, y {tuple(y.shape)}, "
+                         f"support {tuple(support.shape)}")
     xn, yn = x.numpy(), y.numpy()
     dt = np.float32 if xn.dtype == np.complex64 else np.float64
     if not real and not positive:
