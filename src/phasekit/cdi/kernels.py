@@ -73,8 +73,8 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
 
     # the ER / HIO / RAAR rules on complex arrays.  Scalars come in the arrays' real type and
     # ``zero`` replaces the literal 0 (numba promotes ``float32 * 0`` and a float64 ``beta`` to
-    # float64, which halved the vector width: the HIO step cost 146 us instead of 107 on a 256^2
-    # complex64 array, AMD EPYC); conditions combine with bitwise & | (no short-circuit branch)
+    # float64, which kept LLVM from vectorising: the HIO pass cost 146 us instead of 107 on a
+    # 256^2 complex64 array, AMD EPYC); conditions combine with bitwise & | (no short-circuit)
     @jit
     def er_update(x, y, supp, real, positive, zero):
         xf = x.ravel()
@@ -120,7 +120,8 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
     # acts on the real and the imaginary part alike: on the float views of the arrays (re, im
     # interleaved) with the support repeated per component (:func:`lane_mask`), a plain float
     # loop that LLVM vectorises at full width.  HIO: 34 us instead of 107 us for 256^2 complex64
-    # (one AMD EPYC core); the in-loop HIO step went from 1.66x to 1.38x its FFT pair at 512^2
+    # (one AMD EPYC core, data in cache); inside the iteration, where the FFTs have evicted the
+    # data, the pass went from 217 to 145 us (256^2) and from 851 to 599 us (512^2)
     @jit
     def er_update_l(x, y, s2, zero):
         for i in rng(x.size):
@@ -462,11 +463,6 @@ def _complex_rule(ks, x: torch.Tensor, y: torch.Tensor, support: torch.Tensor, m
         raise ValueError(f"unknown mode {mode}")
 
 
-def _real_zero(x: torch.Tensor):
-    """0 in the NumPy type of ``x``'s real arithmetic (float32 for float32 / complex64)."""
-    return np.float32(0) if x.dtype in (torch.float32, torch.complex64) else np.float64(0)
-
-
 def constrain(x: torch.Tensor, support: torch.Tensor, *, real: bool = False, positive: bool = False
               ) -> torch.Tensor:
     """``P_C x`` into a new tensor (the ER rule applied to a fresh buffer)."""
@@ -476,8 +472,8 @@ def constrain(x: torch.Tensor, support: torch.Tensor, *, real: bool = False, pos
         return out
     if _fused_ok(x, support) and x.is_floating_point():
         out = torch.empty_like(x)
-        _k(x.numel())[9](out.numpy(), x.numpy(), support.numpy(), bool(positive),
-                         _real_zero(x))
+        xn = x.numpy()
+        _k(x.numel())[9](out.numpy(), xn, support.numpy(), bool(positive), xn.dtype.type(0))
         return out
     return apply_constraints(x, support, real=real, positive=positive)
 
@@ -519,7 +515,7 @@ def realspace_update(x: torch.Tensor, y: torch.Tensor, support: torch.Tensor, mo
         xn, yn, sn = x.numpy(), y.numpy(), support.numpy()
         dt = xn.dtype.type  # the arithmetic in the arrays' precision, as the torch twin does
         if mode == ER:
-            ks[9](xn, yn, sn, bool(positive), xn.dtype.type(0))
+            ks[9](xn, yn, sn, bool(positive), dt(0))
         elif mode == HIO:
             ks[10](xn, yn, sn, dt(beta), bool(positive))
         elif mode == RAAR:
@@ -628,7 +624,7 @@ def realspace_update_batch(x: torch.Tensor, y: torch.Tensor, support: torch.Tens
         if not x.is_complex():
             dt = xn.dtype.type
             if mode == ER:
-                ks[9](xn, yn, sn, bool(positive), xn.dtype.type(0))
+                ks[9](xn, yn, sn, bool(positive), dt(0))
             elif mode == HIO:
                 ks[10](xn, yn, sn, dt(beta), bool(positive))
             elif mode == RAAR:
@@ -652,7 +648,8 @@ def constrain_batch(x: torch.Tensor, support: torch.Tensor, *, real: bool = Fals
             _complex_rule(ks, out, x, support, ER, 0.0, real, positive)
             return out
         if x.is_floating_point():
-            ks[9](out.numpy(), x.numpy(), support.numpy(), bool(positive), _real_zero(x))
+            xn = x.numpy()
+            ks[9](out.numpy(), xn, support.numpy(), bool(positive), xn.dtype.type(0))
             return out
     return apply_constraints(x, support, real=real, positive=positive)
 
