@@ -157,7 +157,6 @@ def test_update_exit_bits_do_not_depend_on_placement(gamma):
         assert o[3:] == outs[0][3:]
 
 
-
 def test_kernels_that_store_quotients_use_exact_division():
     """Kernels that store a quotient or a root are compiled without the approximate reciprocal
     and root ('arcp', 'afn'): with them the K-mode projection and the regularised updates used
