@@ -17,13 +17,17 @@ pytestmark = pytest.mark.skipif(not kern.available, reason="numba not available"
 
 
 @pytest.mark.parametrize("n,m", [(150, 60), (10000, 500), (20000, 500), (60000, 1300), (100000, 500),
-                                 (20000, 401), (50, 50), (7, 1)])
+                                 (20000, 401), (50, 50), (7, 1), (2, 1), (64, 63), (65, 64),
+                                 (kern._BITMAP_MAX + 3, 300)])
 def test_compiled_draws_are_numpys_choice(n, m):
     """Both of NumPy's branches (Floyd + shuffle; tail shuffle when n > 10000 and m > n // 50),
-    m == n (all points, nothing drawn), and the generator left in the same state."""
+    Floyd's membership test in a bitmap (n <= 2**24, word edges at 64) and in NumPy's hash set
+    (beyond), m == n (all points, nothing drawn), and the generator left in the same state."""
     assert kern.sampling_exact()
     a, b = np.random.default_rng(n * 7 + m), np.random.default_rng(n * 7 + m)
     s = kern.Sampler(n, m, 4)
+    floyd = m < n and not (n > 10000 and m > n // 50)
+    assert (s.bits.size > 0) == (floyd and n <= kern._BITMAP_MAX)
     for _ in range(2):
         got = s.draw(a).copy()
         for row in got:
@@ -32,6 +36,7 @@ def test_compiled_draws_are_numpys_choice(n, m):
     assert a.random() == b.random()
     if s.perm.size:  # the tail-shuffle scratch is arange(n) again after every draw
         np.testing.assert_array_equal(s.perm, np.arange(n))
+    assert not s.bits.any()  # the bitmap is cleared after every draw
 
 
 def _sequential_sqdist(X, C):
