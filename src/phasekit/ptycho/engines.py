@@ -306,9 +306,7 @@ class PIEBase(Algorithm):
         meas = pr.measured.numpy()
         ramps = pr.ramps
         psi = torch.empty((my, mx), dtype=pr.cdtype)
-        z = torch.empty_like(psi)
-        R = torch.empty_like(psi)
-        psi_np, z_np, R_np = psi.numpy(), z.numpy(), R.numpy()
+        psi_np = psi.numpy()
         Pn = P
         Pn_np = P_np
         kappa = self.kappa
@@ -321,7 +319,6 @@ class PIEBase(Algorithm):
         near = pr.propagation != "farfield"
         if near:  # transfer-function propagation around the same kernels (single mode)
             H = pr.prop.transfer
-            tmp = torch.empty_like(psi)
         # with integer positions the probe the kernels update is P itself, so the next exit wave
         # is formed in the update's pass; a sub-pixel probe shift is an FFT pair on P between them
         chain = ramps is None
@@ -351,20 +348,20 @@ class PIEBase(Algorithm):
                                norm="ortho")
                 Pn_np = Pn.numpy()
                 pm, om = exit_wave(psi_np, Pn_np, On_np, iy, ix, *bufs)
+            # the FFTs return new tensors: with ``out=`` torch transforms into a temporary and
+            # copies it (a 128^2 pair 245 vs 226 us, 480^2 5.5 vs 4.5 ms, one AMD EPYC core)
             if near:
                 h = H if ramps is None else H * (ramps[0][n][:, None] * ramps[1][n][None, :]).conj()
-                fft2(psi, out=tmp)
-                tmp.mul_(h)
-                ifft2(tmp, out=z)
+                z = ifft2(fft2(psi).mul_(h))
             else:
-                fft2(psi, norm="ortho", out=z)
+                z = fft2(psi, norm="ortho")
+            z_np = z.numpy()
             num, cost = fourier_diff(z_np, amp[n], meas[n])
             if near:
-                fft2(z, out=tmp)
-                tmp.mul_(h.conj())
-                ifft2(tmp, out=R)
+                R = ifft2(fft2(z).mul_(h.conj()))
             else:
-                ifft2(z, norm="ortho", out=R)
+                R = ifft2(z, norm="ortho")
+            R_np = R.numpy()
             en = kappa * cost
             so, sp, go, gp = steps(
                 n, en, pm, om, lambda: grad_norms_r(Pn_np, On_np, R_np, iy, ix), True)
@@ -420,9 +417,6 @@ class PIEBase(Algorithm):
         psi = torch.empty((nk, my, mx), dtype=pr.cdtype)
         psi_np = psi.numpy()
         far = pr.propagation == "farfield"
-        z = torch.empty_like(psi)
-        R = torch.empty_like(psi)
-        z_np, R_np = z.numpy(), R.numpy()
         fft2, ifft2 = torch.fft.fft2, torch.fft.ifft2
         kappa = self.kappa
         num_total = 0.0
@@ -454,15 +448,12 @@ class PIEBase(Algorithm):
                 settle()
                 Pn, Pn_np = P, P_np
             pm, om = M.exit(psi_np, Pn_np, On_np, iy, ix, *mbuf)
-            if far:
-                fft2(psi, norm="ortho", out=z)
-            else:
-                z.copy_(pr.to_detector(psi, ramp))
+            # new tensors from the FFTs (``out=`` transforms into a temporary and copies it)
+            z = fft2(psi, norm="ortho") if far else pr.to_detector(psi, ramp).contiguous()
+            z_np = z.numpy()
             num, cost = M.fourier(z_np, amp[n], meas[n], bg_np, has_bg, acc, cnt, fit, *row[:2])
-            if far:
-                ifft2(z, norm="ortho", out=R)
-            else:
-                R.copy_(pr.from_detector(z, ramp))
+            R = ifft2(z, norm="ortho") if far else pr.from_detector(z, ramp).contiguous()
+            R_np = R.numpy()
             en = kappa * cost
             so, sp, go, gp = self.steps(
                 n, en, pm, om, lambda: M.grad_norms(Pn_np, On_np, R_np, iy, ix, *row[:2]), True)
