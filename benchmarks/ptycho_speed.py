@@ -19,9 +19,11 @@ engine runs 1 warm-up + ``--iters`` (``--paper-iters`` at the paper sizes) timed
 medians are reported.
 
 FFT bound: a sweep needs one forward and one inverse M x M FFT per position; the bound is
-N x the time of a torch complex64 FFT pair (1 thread), measured in this run -- both right after
-each sweep (the "paired" ratio, robust to the load of a shared machine) and before / after all
-engines.
+N x the time of a torch complex64 FFT pair (1 thread; ``fft2`` then ``ifft2`` returning new
+tensors, the fastest way torch does it here and what the sweeps call), measured in this run --
+both right after each sweep (the "paired" ratio, robust to the load of a shared machine) and
+before / after all engines.  Runs before 2026-12-06 timed the pair with ``out=`` buffers, 8-18 %
+slower, which flattered every ratio to the bound.
 
 PtyLab runs in its own virtual environment (``--ptylab-python``, default
 ``/tmp/venv_ptylab/bin/python``; ``pip install ptylab`` there): PtyLab 0.3.7 pins numpy~=2.0 and
@@ -219,19 +221,25 @@ def fft_pair_time(M=128, reps=3000):
     import torch
 
     x = torch.randn(M, M, dtype=torch.complex64)
-    z = torch.empty_like(x)
-    y = torch.empty_like(x)
     for _ in range(200):
-        torch.fft.fft2(x, norm="ortho", out=z)
-        torch.fft.ifft2(z, norm="ortho", out=y)
+        _pair(x)
     ts = []
     for _ in range(5):
         t = time.perf_counter()
         for _ in range(reps // 5):
-            torch.fft.fft2(x, norm="ortho", out=z)
-            torch.fft.ifft2(z, norm="ortho", out=y)
+            _pair(x)
         ts.append((time.perf_counter() - t) / (reps // 5))
     return float(np.median(ts))
+
+
+def _pair(x):
+    """One FFT pair as phasekit's sweeps call it: new output tensors.  (Until 2026-12-06 the
+    bound and the sweeps wrote into fixed buffers with ``out=``, which torch fills through a
+    temporary and a copy: a pair 8 % slower at 128^2 and 18 % at 480^2 on one AMD EPYC core, so
+    the ratios to that bound were flattered.)"""
+    import torch
+
+    return torch.fft.ifft2(torch.fft.fft2(x, norm="ortho"), norm="ortho")
 
 
 def fft_sweep_time(n_pos, M=128):
@@ -239,12 +247,9 @@ def fft_sweep_time(n_pos, M=128):
     import torch
 
     x = torch.randn(M, M, dtype=torch.complex64)
-    z = torch.empty_like(x)
-    y = torch.empty_like(x)
     t = time.perf_counter()
     for _ in range(n_pos):
-        torch.fft.fft2(x, norm="ortho", out=z)
-        torch.fft.ifft2(z, norm="ortho", out=y)
+        _pair(x)
     return time.perf_counter() - t
 
 
