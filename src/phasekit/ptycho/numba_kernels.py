@@ -275,7 +275,7 @@ def grad_norms_r(P, O, R, y0, x0):
 
 
 @jitq
-def update_exit(P, O, R, y0, x0, fo, fp, so, sp, cgo, gpm, cgp, gom, reg,
+def update_exit(P, O, R, y0, x0, fo_, fp_, so_, sp_, cgo_, gpm_, cgp_, gom_, reg,
                 psi, y1, x1, nxt, bp, bo, ip, io):
     # The update of this position (O += fo conj(P) R, P += fp conj(O_old) R; rPIE's
     # element-wise denominators when reg) and, in the same pass, the exit wave of the next
@@ -284,7 +284,11 @@ def update_exit(P, O, R, y0, x0, fo, fp, so, sp, cgo, gpm, cgp, gom, reg,
     # reads is read after this update wrote it and never written again: with d = y1 - y0,
     # exit row i follows update row i + max(d, 0).
     # (rPIE's denominators with cg = 1 - g and gm = g |Q|max^2 from the caller, as in
-    # update_regularised)
+    # update_regularised; the eight scalars come as Python floats and are rounded to the
+    # arrays' precision here, once: NumPy's float32(x) costs ~0.8 us a scalar in Python)
+    ft = bp.dtype.type
+    fo, fp, so, sp = ft(fo_), ft(fp_), ft(so_), ft(sp_)
+    cgo, gpm, cgp, gom = ft(cgo_), ft(gpm_), ft(cgp_), ft(gom_)
     my, mx = P.shape
     lag = y1 - y0 if (nxt and y1 > y0) else 0
     mp = ip.dtype.type(0)  # (``ip[0] * 0`` is int64 in numba: a 4-wide max, 5x slower)
@@ -355,13 +359,14 @@ def update_exit_py(P, O, R, y0, x0, so, sp, go, gp, pm, om, do_probe, psi, y1, x
     """Update of one position and, when ``nxt``, the exit wave of the next window into
     ``psi``; returns ``(max|P_new|^2, max|O_next|^2)`` (the second is meaningless without
     ``nxt``)."""
-    rt = real_type[P.dtype]
-    sp = sp if do_probe else 0.0
+    sp = float(sp) if do_probe else 0.0
+    so, go, gp, pm, om = float(so), float(go), float(gp), float(pm), float(om)
     reg = not (go == 1.0 and gp == 1.0)
     fo = so / pm if pm > 0 else 0.0
     fp = sp / om if om > 0 else 0.0
-    return update_exit(P, O, R, y0, x0, rt(fo), rt(fp), rt(so), rt(sp),
-                       *reg_terms(rt, go, gp, pm, om), reg, psi, y1, x1, bool(nxt), *bufs)
+    # the kernel rounds the scalars to the arrays' precision (reg_terms' values, unrounded)
+    return update_exit(P, O, R, y0, x0, fo, fp, so, sp, 1.0 - go, go * pm, 1.0 - gp, gp * om,
+                       reg, psi, y1, x1, bool(nxt), *bufs)
 
 # ------------------------------------------------------------------ K modes
 
@@ -448,12 +453,15 @@ def fourier_k(z, amp, meas, bg, has_bg, acc, cnt, fit, sbuf, fbuf):
 
 
 @jitq
-def update_k(P, O, R, y0, x0, so, sp, cgo, gpm, cgp, gom, gr, gi, p2):
+def update_k(P, O, R, y0, x0, so_, sp_, cgo_, gpm_, cgp_, gom_, gr, gi, p2):
     # dO = s_o sum_k conj(P_k) R_k / ((1-g_o) sum_k|P_k|^2 + g_o pm),
     # dP_k = s_p conj(O) R_k / ((1-g_p)|O|^2 + g_p om), both from the pre-update values
-    # (cg = 1 - g, gm = g |Q|max^2 from the caller, as in update_regularised)
+    # (cg = 1 - g, gm = g |Q|max^2 from the caller, as in update_regularised; rounded to the
+    # arrays' precision here, as in update_exit)
     nk, my, mx = P.shape
-    zero = gr.dtype.type(0)
+    ft = gr.dtype.type
+    so, sp, cgo, gpm, cgp, gom = ft(so_), ft(sp_), ft(cgo_), ft(gpm_), ft(cgp_), ft(gom_)
+    zero = ft(0)
     for i in range(my):
         orow = O[y0 + i, x0:x0 + mx]
         for j in range(mx):
@@ -569,9 +577,9 @@ def shift_sums_k(P, O, R, y0, x0, gyr, gyi, gxr, gxi):
 
 
 def update_k_py(P, O, R, y0, x0, so, sp, go, gp, pm, om, do_probe, bufs):
-    rt = real_type[P.dtype]
-    sp = sp if do_probe else 0.0
-    update_k(P, O, R, y0, x0, rt(so), rt(sp), *reg_terms(rt, go, gp, pm, om), *bufs)
+    sp = float(sp) if do_probe else 0.0
+    go, gp, pm, om = float(go), float(gp), float(pm), float(om)
+    update_k(P, O, R, y0, x0, float(so), sp, 1.0 - go, go * pm, 1.0 - gp, gp * om, *bufs)
 
 
 @strict
