@@ -96,6 +96,19 @@ def test_recovers_real_positive_object(small_cdi, alg, kw, tol):
     assert r.rfactor < 0.05
 
 
+def test_oss_reports_its_lowest_rf_estimate_without_the_drivers_keep_best(small_cdi):
+    """OSS tracks its best estimate itself (the driver's keep-best is off by default): the result
+    is the driver's keep-best result, and its R_F the least recorded in the history."""
+    obj, sup, I = small_cdi
+    runs = [reconstruct(I, sup, algorithm="oss", n_iter=60, real=True, positive=True, rng=1, progress=False,
+                        keep_best=kb) for kb in (None, True, False)]
+    for r in runs[1:]:
+        np.testing.assert_array_equal(r.image, runs[0].image)
+    rf = np.array(runs[0].history["R_F"])
+    assert rf[-1] > rf.min()  # the last iterate is not the best one: keeping the best matters
+    assert runs[0].rfactor == pytest.approx(rf.min(), rel=1e-4)
+
+
 def test_er_refines_after_hio(small_cdi):
     obj, sup, I = small_cdi
     r = reconstruct(I, sup, schedule="HIO:300,ER:100", real=True, positive=True, rng=0, progress=False)
