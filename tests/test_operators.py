@@ -175,3 +175,25 @@ def test_fused_gps_steps_match_reference(real, positive, eps, kernel_flavour):
     assert torch.allclose(h1, h2, atol=1e-5) and torch.allclose(e1, e2, atol=1e-6)
     w = torch.rand(shape, generator=g)
     assert torch.allclose(kernels.scale_(y.clone(), w, fused=True), y * w, atol=1e-6)
+
+
+def test_cached_views_and_scalars_follow_their_tensors():
+    """The NumPy views the kernel wrappers cache for long-lived tensors (data, support) share the
+    tensor's memory (in-place changes show), and a tensor whose storage was replaced, or a new
+    tensor at a recycled ``id``, gets a fresh view; cached scalars are the NumPy scalars."""
+    t = torch.zeros(4, 4)
+    v = kernels._sv(t)
+    assert kernels._sv(t) is v
+    t.add_(2.0)
+    assert v[0, 0] == 2.0
+    t.set_(torch.full((4, 4), 5.0))  # same object, new storage
+    w = kernels._sv(t)
+    assert w is not v and w[0, 0] == 5.0
+    for _ in range(50):  # ids get reused: never a stale view
+        u = torch.full((3,), float(_))
+        assert kernels._sv(u)[0] == _
+        del u
+    s = kernels._scalar(np.float32, 0.9)
+    assert type(s) is np.float32 and s == np.float32(0.9)
+    assert kernels._scalar(np.float32, 0.9) is s
+    assert type(kernels._scalar(np.float64, 0.9)) is np.float64

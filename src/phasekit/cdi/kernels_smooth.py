@@ -37,7 +37,6 @@ Real-array variants (suffix ``_r``, and the ``half`` arguments) serve real objec
 from __future__ import annotations
 
 import os
-import weakref
 
 import numpy as np
 import torch
@@ -582,21 +581,9 @@ def fused_ok(*ts: torch.Tensor) -> bool:
     return True
 
 
-_VIEWS: dict = {}
-
-
-def _sv(t: torch.Tensor) -> np.ndarray:
-    """The NumPy view of a long-lived tensor (data, mask, support, filter), cached by identity
-    (``Tensor.numpy()`` costs a few microseconds, about a 128^2 pass; the views share memory,
-    so in-place changes of the tensor show through)."""
-    e = _VIEWS.get(id(t))
-    if e is not None and e[0]() is t:
-        return e[1]
-    if len(_VIEWS) > 256:
-        _VIEWS.clear()
-    a = t.numpy()
-    _VIEWS[id(t)] = (weakref.ref(t), a)
-    return a
+#: NumPy views of long-lived tensors, and cached NumPy scalars (see :mod:`.kernels`)
+_sv = _kernels._sv
+_sc = _kernels._scalar
 
 
 def _rt(t: torch.Tensor):
@@ -666,7 +653,7 @@ def gps_primal(z, fy, amp, measured, t: float, eps: float, *, fused: bool | None
     if fused_ok(z, fy, amp, measured) if fused is None else fused:
         dt = _rt(z)
         _k(z.numel())["gps_primal"](out.numpy(), z.numpy(), fy.numpy(), _sv(amp),
-                                    _sv(measured), dt(t), dt(1.0 - eps), dt(eps))
+                                    _sv(measured), _sc(dt, t), dt(1.0 - eps), dt(eps))
         return out
     return gps_primal_reference(out, z, fy, amp, measured, t, eps)
 
@@ -711,11 +698,11 @@ def gps_dual(y, u_new, u_old, s: float, support, w=None, *, real: bool = False,
         if real_estimate:
             est = torch.empty(y.shape, dtype=y.real.dtype, device=y.device)
             ks["gps_dual_r" + sfx](yh.numpy(), est.numpy(), y.numpy(), u_new.numpy(), u_old.numpy(),
-                                   dt(s), _sv(support), *wa, bool(positive), dt(0))
+                                   _sc(dt, s), _sv(support), *wa, bool(positive), _sc(dt, 0.0))
         else:
             est = torch.empty_like(y)
             ks["gps_dual_c" + sfx](yh.numpy(), est.numpy(), y.numpy(), u_new.numpy(), u_old.numpy(),
-                                   dt(s), _sv(support), *wa, bool(real), bool(positive), dt(0))
+                                   _sc(dt, s), _sv(support), *wa, bool(real), bool(positive), _sc(dt, 0.0))
         return yh, est
     return gps_dual_reference(y, u_new, u_old, s, support, w, real=real, positive=positive,
                               real_estimate=real_estimate)
@@ -767,7 +754,7 @@ def gps_primal_v(z, g, w, amp, measured, t: float, eps: float, s: float, *,
         vout = torch.empty_like(z)
         wn = _sv(w) if w is not None else _ones(z.shape, dt)  # a multiply by 1 is exact
         _k(z.numel())["gps_primal_v"](out.numpy(), vout.numpy(), z.numpy(), g.numpy(), wn,
-                                      _sv(amp), _sv(measured), dt(t), dt(1.0 - eps), dt(eps), dt(s))
+                                      _sv(amp), _sv(measured), _sc(dt, t), dt(1.0 - eps), dt(eps), _sc(dt, s))
         return out, vout
     return gps_primal_v_reference(z, g, w, amp, measured, t, eps, s)
 
@@ -792,11 +779,11 @@ def gps_dual_v(v, u_new, support, *, real: bool = False, positive: bool = False,
         if real_estimate:
             est = torch.empty(v.shape, dtype=v.real.dtype, device=v.device)
             ks["gps_dual_v_r"](yh.numpy(), est.numpy(), v.numpy(), u_new.numpy(), _sv(support),
-                               bool(positive), dt(0))
+                               bool(positive), _sc(dt, 0.0))
         else:
             est = torch.empty_like(v)
             ks["gps_dual_v_c"](yh.numpy(), est.numpy(), v.numpy(), u_new.numpy(), _sv(support),
-                               bool(real), bool(positive), dt(0))
+                               bool(real), bool(positive), _sc(dt, 0.0))
         return yh, est
     yh = v - apply_constraints(v, support, real=real, positive=positive)
     est = apply_constraints(u_new, support, real=real, positive=positive)
@@ -838,11 +825,11 @@ def oss_split(x, y, support, beta: float, *, real: bool = False, positive: bool 
         h = torch.empty_like(x) if h is None else h
         est = torch.empty_like(x)
         if x.is_complex():
-            ks["oss_split_c"](x.numpy(), y.numpy(), _sv(support), dt(beta), h.numpy(), est.numpy(),
-                              bool(real), bool(positive), dt(0))
+            ks["oss_split_c"](x.numpy(), y.numpy(), _sv(support), _sc(dt, beta), h.numpy(), est.numpy(),
+                              bool(real), bool(positive), _sc(dt, 0.0))
         else:
-            ks["oss_split_r"](x.numpy(), y.numpy(), _sv(support), dt(beta), h.numpy(), est.numpy(),
-                              bool(positive), dt(0))
+            ks["oss_split_r"](x.numpy(), y.numpy(), _sv(support), _sc(dt, beta), h.numpy(), est.numpy(),
+                              bool(positive), _sc(dt, 0.0))
         return h, est
     hh, est = oss_split_reference(x, y, support, beta, real=real, positive=positive)
     if h is not None:
@@ -872,7 +859,7 @@ def oss_merge(x, smooth, support, *, real: bool = False, fused: bool | None = No
     if fused_ok(x, smooth, support) if fused is None else fused:
         ks = _k(x.numel())
         if x.is_complex():
-            ks["oss_merge_c"](x.numpy(), smooth.numpy(), _sv(support), bool(real), _rt(x)(0))
+            ks["oss_merge_c"](x.numpy(), smooth.numpy(), _sv(support), bool(real), _sc(_rt(x), 0.0))
         else:
             ks["oss_merge_r"](x.numpy(), smooth.numpy(), _sv(support))
         return
@@ -914,9 +901,9 @@ def oss_fourier(z, w, beta: float, *, amp=None, measured=None, half=None,
         ks = _k(z.numel())
         if half is not None:
             ks["oss_fourier_half"](z.numpy(), hs.numpy(), _sv(half.amp), _sv(half.proj),
-                                   _sv(half.keep), _sv(w), dt(beta))
+                                   _sv(half.keep), _sv(w), _sc(dt, beta))
         else:
-            ks["oss_fourier"](z.numpy(), hs.numpy(), _sv(amp), _sv(measured), _sv(w), dt(beta))
+            ks["oss_fourier"](z.numpy(), hs.numpy(), _sv(amp), _sv(measured), _sv(w), _sc(dt, beta))
         return hs
     return oss_fourier_reference(z, w, beta, amp=amp, measured=measured, half=half)
 
@@ -947,7 +934,7 @@ def oss_update(x, y, smooth, support, beta: float, *, positive: bool = False,
         dt = _rt(x)
         est = torch.empty_like(x)
         name = "oss_update_c" if x.is_complex() else "oss_update_r"
-        _k(x.numel())[name](x.numpy(), y.numpy(), smooth.numpy(), _sv(support), dt(beta),
-                            est.numpy(), bool(positive), dt(0))
+        _k(x.numel())[name](x.numpy(), y.numpy(), smooth.numpy(), _sv(support), _sc(dt, beta),
+                            est.numpy(), bool(positive), _sc(dt, 0.0))
         return est
     return oss_update_reference(x, y, smooth, support, beta, positive=positive)
