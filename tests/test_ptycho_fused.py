@@ -178,7 +178,8 @@ def test_update_kernels_round_python_float_scalars_first(gamma):
 
     m = 16
     g = np.random.default_rng(3)
-    O0, P0, R = _rand(g, (40, 40), np.complex64), _rand(g, (m, m), np.complex64), _rand(g, (m, m), np.complex64)
+    O0 = _rand(g, (40, 40), np.complex64)
+    P0, R = _rand(g, (m, m), np.complex64), _rand(g, (m, m), np.complex64)
     s = (0.9 / 3.0, 0.7 / 2.0, 0.9, 0.7, 1.0 - gamma, gamma * 3.0, 1.0 - gamma, gamma * 2.0)
     outs = []
     for sc in (s, tuple(np.float32(v) for v in s)):

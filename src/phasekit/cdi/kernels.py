@@ -496,7 +496,8 @@ def _complex_rule(ks, x: torch.Tensor, y: torch.Tensor, support: torch.Tensor, m
     elif mode == HIO:
         ks[2](xn, yn, sn, _scalar(dt, beta), bool(real), bool(positive), _scalar(dt, 0.0))
     elif mode == RAAR:
-        ks[3](xn, yn, sn, _scalar(dt, beta), _scalar(dt, 1.0 - 2.0 * beta), bool(real), bool(positive), _scalar(dt, 0.0))
+        ks[3](xn, yn, sn, _scalar(dt, beta), _scalar(dt, 1.0 - 2.0 * beta), bool(real),
+              bool(positive), _scalar(dt, 0.0))
     else:
         raise ValueError(f"unknown mode {mode}")
 
@@ -557,7 +558,8 @@ def realspace_update(x: torch.Tensor, y: torch.Tensor, support: torch.Tensor, mo
         elif mode == HIO:
             ks[10](xn, yn, sn, _scalar(dt, beta), bool(positive))
         elif mode == RAAR:
-            ks[11](xn, yn, sn, _scalar(dt, beta), _scalar(dt, 1.0 - 2.0 * beta), bool(positive), _scalar(dt, 0.0))
+            ks[11](xn, yn, sn, _scalar(dt, beta), _scalar(dt, 1.0 - 2.0 * beta), bool(positive),
+                   _scalar(dt, 0.0))
         else:
             raise ValueError(f"unknown mode {mode}")
     elif fused:

@@ -256,9 +256,10 @@ def _minibatch_k(X, ref, idx, x, v):
 # ``Generator.choice(n, m, replace=False)`` re-done in compiled code, draw for draw: the same
 # 32-bit words of the same bit generator, consumed in the same order by the same algorithms
 # (NumPy's bounded integers by Lemire's rejection method; Floyd's algorithm with a linear-probing
-# hash set -- here a bitmap up to 2**24 points, the same membership answers -- and a final shuffle
-# when ``n <= 10000`` or ``m <= n // 50``, else a partial Fisher-Yates shuffle of the tail).  It saves the ~60 us of Python per draw that made the
-# mini-batch draws a third of an SBE fit at 10^4 points.  :func:`sampling_exact` checks it
+# hash set -- here a bitmap up to 2**24 points, the same membership answers -- and a final
+# shuffle when ``n <= 10000`` or ``m <= n // 50``, else a partial Fisher-Yates shuffle of the
+# tail).  It saves the ~60 us of Python per draw that made the mini-batch draws a third of an SBE
+# fit at 10^4 points.  :func:`sampling_exact` checks it
 # against NumPy once per process; where it differs (another NumPy), the draws stay in Python.
 
 @_jit
@@ -422,6 +423,8 @@ class Sampler:
         self.jbuf = np.empty(self.m, np.int64)
         floyd = not tail and self.m < self.n
         self.bits = np.zeros((self.n + 63) // 64 if floyd and self.n <= _BITMAP_MAX else 0, np.uint64)
+        #: the compiled draws' arguments after ``n``: ``idx, hs, perm, jbuf, bits``
+        self.scratch = (self.idx, self.hs, self.perm, self.jbuf, self.bits)
         self._g = self._addr = None
 
     def bitgen(self, g: np.random.Generator) -> tuple[int, int]:
@@ -433,7 +436,7 @@ class Sampler:
 
     def draw(self, g: np.random.Generator) -> np.ndarray:
         """Draw ``idx`` (``(L, m)``) from ``g``: row ``l`` is the ``l``-th ``g.choice(n, m, replace=False)``."""
-        _draw_k(*self.bitgen(g), self.n, self.idx, self.hs, self.perm, self.jbuf, self.bits)
+        _draw_k(*self.bitgen(g), self.n, *self.scratch)
         return self.idx
 
 
@@ -474,14 +477,14 @@ def sbe_outer_draw(Xn: np.ndarray, g: np.random.Generator, sampler: Sampler, x: 
 
     ``Xn`` is the contiguous ``(N, d)`` data, ``x`` the ``(K, d)`` centres in its dtype, ``ref``
     its :func:`reference` point (computed when None)."""
-    return _sbe_outer_draw_k(Xn, _ref(Xn, ref), *sampler.bitgen(g), sampler.idx, sampler.hs, sampler.perm, sampler.jbuf, sampler.bits, x,
-                             float(gamma), float(alpha))
+    return _sbe_outer_draw_k(Xn, _ref(Xn, ref), *sampler.bitgen(g), *sampler.scratch, x, float(gamma),
+                             float(alpha))
 
 
 def minibatch_draw(Xn: np.ndarray, g: np.random.Generator, sampler: Sampler, x: np.ndarray,
                    v: np.ndarray, ref: np.ndarray | None = None):
     """:func:`minibatch_step` with its batch drawn from ``g`` in the same compiled call."""
-    return _minibatch_draw_k(Xn, _ref(Xn, ref), *sampler.bitgen(g), sampler.idx, sampler.hs, sampler.perm, sampler.jbuf, sampler.bits, x, v)
+    return _minibatch_draw_k(Xn, _ref(Xn, ref), *sampler.bitgen(g), *sampler.scratch, x, v)
 
 
 def usable(*ts: torch.Tensor) -> bool:
