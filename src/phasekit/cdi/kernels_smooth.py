@@ -573,12 +573,7 @@ def fused_ok(*ts: torch.Tensor) -> bool:
     """True when the numba kernels apply: numba present (and not switched off through
     ``phasekit.cdi.kernels.HAVE_NUMBA``, which the benchmarks toggle), every tensor on the CPU,
     contiguous and without autograd."""
-    if not (HAVE_NUMBA and _kernels.HAVE_NUMBA):
-        return False
-    for t in ts:
-        if not t.is_cpu or t.requires_grad or not t.is_contiguous():
-            return False
-    return True
+    return HAVE_NUMBA and _kernels._fused_ok(*ts)
 
 
 #: NumPy views of long-lived tensors, and cached NumPy scalars (see :mod:`.kernels`)
