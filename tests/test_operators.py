@@ -185,10 +185,19 @@ def test_cached_views_and_scalars_follow_their_tensors():
     v = kernels._sv(t)
     assert kernels._sv(t) is v
     t.add_(2.0)
-    assert v[0, 0] == 2.0
+    assert v[0, 0] == 2.0 and kernels._sv(t)[0, 0] == 2.0
     t.set_(torch.full((4, 4), 5.0))  # same object, new storage
     w = kernels._sv(t)
     assert w is not v and w[0, 0] == 5.0
+    t.resize_(2, 8)  # same storage, new shape: a new view
+    x = kernels._sv(t)
+    assert x.shape == (2, 8) and x[1, 7] == 5.0
+    q = torch.arange(16.0).reshape(4, 4)
+    assert kernels._sv(q)[0, 1] == 1.0
+    q.t_()  # same storage and shape, transposed strides
+    assert kernels._sv(q)[0, 1] == 4.0
+    q.data = torch.zeros(2, 2)  # new storage without a version bump
+    assert kernels._sv(q).shape == (2, 2)
     for _ in range(50):  # ids get reused: never a stale view
         u = torch.full((3,), float(_))
         assert kernels._sv(u)[0] == _

@@ -368,15 +368,18 @@ _VIEWS: dict = {}
 
 def _sv(t: torch.Tensor) -> np.ndarray:
     """The NumPy view of a long-lived tensor (data, mask, support, filter), cached by identity and
-    checked against its data pointer (``Tensor.numpy()`` costs ~2.5 us, about a 128^2 pass; the
-    views share memory, so in-place changes of the tensor show through)."""
+    checked against its data pointer and version counter (``Tensor.numpy()`` costs ~2.5 us, about
+    a 128^2 pass; the check ~1 us).  Every in-place operation bumps the version, so a view is
+    made again after an in-place change of shape or strides (``resize_``, ``unsqueeze_``, ``t_``)
+    -- and, needlessly but harmlessly, after an in-place change of values; a ``.data``
+    assignment (which does not bump it) moves the data pointer."""
     e = _VIEWS.get(id(t))
-    if e is not None and e[0]() is t and e[2] == t.data_ptr():
+    if e is not None and e[0]() is t and e[2] == t.data_ptr() and e[3] == t._version:
         return e[1]
     if len(_VIEWS) > 256:
         _VIEWS.clear()
     a = t.numpy()
-    _VIEWS[id(t)] = (weakref.ref(t), a, t.data_ptr())
+    _VIEWS[id(t)] = (weakref.ref(t), a, t.data_ptr(), t._version)
     return a
 
 
