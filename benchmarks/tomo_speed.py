@@ -17,8 +17,9 @@ Cases (volume ``(Nx, Ny, Nz)`` x projections):
 * scaling: slices of 128^2 .. 640^2 and cubes 64^3 .. 160^3 (``--quick``: small ones only).
 
 phasekit: one SIRT / RESIRE iteration is the algorithm's ``step`` (the driver adds only its
-bookkeeping); per case also its parts (forward projection, back projection, the 3-D FFT and the
-slice + inverse 2-D FFTs of RESIRE's Fourier-slice projector) and, at the headline sizes, the
+bookkeeping); per case also its parts (forward projection, back projection, the spectrum --
+padding and the real 3-D FFT since 2026-12-06, a complex FFT and two shifts before -- and the
+periodic extension + slice + inverse 2-D FFTs of RESIRE's Fourier-slice projector) and, at the headline sizes, the
 reference path (``grid_sample`` pair and a padded tilt axis, i.e. the code before the compiled
 kernels) for the speed-up.  Repeats are interleaved (ours, ASTRA, ours, ...) and the medians of
 the process CPU time (one thread everywhere) are the basis of the claims; wall times are in the
@@ -299,8 +300,8 @@ def report(rows, meta, quick):
                           r.get("sirt_over_astra"), r.get("resire_over_astra"),
                           r["sirt_ns_per_voxproj"], r.get("astra_linear_ns_per_voxproj")]
                          for r in rows])
-    hdr2 = ["volume", "n proj", "forward proj. s", "back proj. s", "FST: FFT3 s",
-            "FST: slice + IFFT2 s", "SIRT rest s", "RESIRE rest s", "reference SIRT s",
+    hdr2 = ["volume", "n proj", "forward proj. s", "back proj. s", "FST: pad + rFFT3 s",
+            "FST: extend + slice + IFFT2 s", "SIRT rest s", "RESIRE rest s", "reference SIRT s",
             "reference RESIRE s"]
     prof = md_table(hdr2, [["x".join(map(str, r["shape"])), r["n_proj"], r["part_fwd_cpu_s"],
                             r["part_back_cpu_s"], r["part_fft3_cpu_s"], r["part_slice_cpu_s"],
