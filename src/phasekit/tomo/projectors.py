@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from ..core.device import resolve_device
 from ..core.errors import ConfigError, InputError
 from ..operators.base import LinearOperator
+from . import kernels_fst as _kfst
 from .geometry import rotation_matrices
 
 __all__ = ["FourierSliceProjector", "RealSpaceProjector", "HybridProjector", "make_projector",
@@ -277,6 +278,9 @@ class FourierSliceProjector(_Geometry):
         cropping it again after the inverse FFT is the identity: by default (False) ``y`` is
         not padded there, which halves the 3-D FFT and the slice work and changes the
         projections only at float rounding.  True pads every axis (the literal Algorithm 3).
+    kernels : bool
+        Sample the slices with the compiled CPU kernel (:mod:`phasekit.tomo.kernels_fst`) where
+        it applies (CPU, numba, no autograd); False keeps ``grid_sample`` (the reference twin).
 
     Notes
     -----
@@ -294,9 +298,12 @@ class FourierSliceProjector(_Geometry):
     """
 
     def __init__(self, vol_shape, angles, det_shape=None, *, oversampling=2.0, device=None,
-                 dtype=None, center_offset: float = 0.0, pad_tilt_axis: bool = False):
+                 dtype=None, center_offset: float = 0.0, pad_tilt_axis: bool = False,
+                 kernels: bool = True):
         self._setup(vol_shape, angles, det_shape, device, dtype)
         self.oversampling = oversampling
+        self.kernels = bool(kernels)
+        self._grid_np = None
         self.center_offset = _offset(center_offset)
         self.pad_shape = padded_shape(self.vol_shape, oversampling)
         Rn = self.R.cpu().numpy()
@@ -403,13 +410,28 @@ class FourierSliceProjector(_Geometry):
         Fe[:, My] = Fe[:, 0]
         return Fe
 
+    def _slices_compiled(self, Fk: torch.Tensor) -> bool:
+        return (_kfst.HAVE_NUMBA and self.kernels and Fk.device.type == "cpu"
+                and not (Fk.requires_grad and torch.is_grad_enabled()))
+
     def project_spectrum(self, Fk: torch.Tensor) -> torch.Tensor:
-        """Projections from a precomputed :meth:`spectrum` (slice, inverse 2-D FFT, crop)."""
-        Fk = self._extended(Fk)  # periodic extension: (Mx+1, My+1, Mz+1)
-        inp = torch.view_as_real(Fk).permute(3, 0, 1, 2).unsqueeze(0)
-        s = F.grid_sample(inp, self._grid, mode="bilinear", padding_mode="zeros",
-                          align_corners=True)[0]  # (2, n, Mx, My)
-        sl = torch.complex(s[0], s[1])
+        """Projections from a precomputed :meth:`spectrum` (slice, inverse 2-D FFT, crop).
+
+        On the CPU without autograd the slices are sampled by the compiled kernel straight from
+        the half spectrum (:mod:`phasekit.tomo.kernels_fst`); otherwise (CUDA, the exact
+        adjoint through autograd, ``kernels=False``) ``grid_sample`` samples the extended
+        spectrum, the same samples."""
+        if self._slices_compiled(Fk):
+            if self._grid_np is None:
+                self._grid_np = np.ascontiguousarray(self._grid[0].cpu().numpy())
+            sl = torch.from_numpy(_kfst.sample_slices(Fk.detach().resolve_conj().numpy(),
+                                                      self._grid_np, self.pad_shape))
+        else:
+            Fe = self._extended(Fk)  # periodic extension: (Mx+1, My+1, Mz+1)
+            inp = torch.view_as_real(Fe).permute(3, 0, 1, 2).unsqueeze(0)
+            s = F.grid_sample(inp, self._grid, mode="bilinear", padding_mode="zeros",
+                              align_corners=True)[0]  # (2, n, Mx, My)
+            sl = torch.complex(s[0], s[1])
         if self._ramp is not None:
             sl = sl * self._ramp
         img = torch.fft.fftshift(torch.fft.ifft2(torch.fft.ifftshift(sl, dim=(-2, -1))),
