@@ -37,22 +37,6 @@ def _build(parallel: bool):  # pragma: no cover - compiled code
     rng = numba.prange if parallel else range
     jit = numba.njit(fastmath=False, cache=True, parallel=parallel, nogil=True)
 
-    @numba.njit(inline="always")
-    def wrap(a, m):  # a in [-m, 2m): a mod m without an integer division
-        return a + m if a < 0 else (a - m if a >= m else a)
-
-    @numba.njit(inline="always")
-    def corner(Fh, cx, cy, cz, ok, Mx, My, Mz, hz, zero):
-        # the value at centred index (cx, cy, cz) of the extended spectrum, 0 outside [0, M]
-        if not ok:
-            return zero
-        wx = wrap(cx - Mx // 2, Mx)
-        wy = wrap(cy - My // 2, My)
-        wz = wrap(cz - Mz // 2, Mz)
-        if wz <= hz:
-            return Fh[wx, wy, wz]
-        return Fh[0 if wx == 0 else Mx - wx, 0 if wy == 0 else My - wy, Mz - wz].conjugate()
-
     @jit
     def sample(Fh, grid, out, Mx, My, Mz):
         # Fh: (Mx, My, Mz // 2 + 1) complex half spectrum (work layout); grid: (n, Px, Py, 3)
@@ -95,21 +79,21 @@ def _build(parallel: bool):  # pragma: no cover - compiled code
                     # grid_sample's order: tnw tne tsw tse bnw bne bsw bse (t/b: our x,
                     # n/s: y, w/e: our z), each weight the same product in the grid's dtype
                     acc = zero
-                    acc += corner(Fh, ix0, iy0, iz0, okx0 and oky0 and okz0, Mx, My, Mz, hz,
+                    acc += _corner(Fh, ix0, iy0, iz0, okx0 and oky0 and okz0, Mx, My, Mz, hz,
                                   zero) * ((x1 - fz) * (y1 - fy) * (z1 - fx))
-                    acc += corner(Fh, ix0, iy0, iz0 + 1, okx0 and oky0 and okz1, Mx, My, Mz,
+                    acc += _corner(Fh, ix0, iy0, iz0 + 1, okx0 and oky0 and okz1, Mx, My, Mz,
                                   hz, zero) * ((fz - x0) * (y1 - fy) * (z1 - fx))
-                    acc += corner(Fh, ix0, iy0 + 1, iz0, okx0 and oky1 and okz0, Mx, My, Mz,
+                    acc += _corner(Fh, ix0, iy0 + 1, iz0, okx0 and oky1 and okz0, Mx, My, Mz,
                                   hz, zero) * ((x1 - fz) * (fy - y0) * (z1 - fx))
-                    acc += corner(Fh, ix0, iy0 + 1, iz0 + 1, okx0 and oky1 and okz1, Mx, My,
+                    acc += _corner(Fh, ix0, iy0 + 1, iz0 + 1, okx0 and oky1 and okz1, Mx, My,
                                   Mz, hz, zero) * ((fz - x0) * (fy - y0) * (z1 - fx))
-                    acc += corner(Fh, ix0 + 1, iy0, iz0, okx1 and oky0 and okz0, Mx, My, Mz,
+                    acc += _corner(Fh, ix0 + 1, iy0, iz0, okx1 and oky0 and okz0, Mx, My, Mz,
                                   hz, zero) * ((x1 - fz) * (y1 - fy) * (fx - z0))
-                    acc += corner(Fh, ix0 + 1, iy0, iz0 + 1, okx1 and oky0 and okz1, Mx, My,
+                    acc += _corner(Fh, ix0 + 1, iy0, iz0 + 1, okx1 and oky0 and okz1, Mx, My,
                                   Mz, hz, zero) * ((fz - x0) * (y1 - fy) * (fx - z0))
-                    acc += corner(Fh, ix0 + 1, iy0 + 1, iz0, okx1 and oky1 and okz0, Mx, My,
+                    acc += _corner(Fh, ix0 + 1, iy0 + 1, iz0, okx1 and oky1 and okz0, Mx, My,
                                   Mz, hz, zero) * ((x1 - fz) * (fy - y0) * (fx - z0))
-                    acc += corner(Fh, ix0 + 1, iy0 + 1, iz0 + 1, okx1 and oky1 and okz1, Mx,
+                    acc += _corner(Fh, ix0 + 1, iy0 + 1, iz0 + 1, okx1 and oky1 and okz1, Mx,
                                   My, Mz, hz, zero) * ((fz - x0) * (fy - y0) * (fx - z0))
                     out[p, i, j] = acc
 
@@ -120,6 +104,24 @@ try:  # numba is optional at run time: fall back to the torch reference
     if os.environ.get("PHASEKIT_NO_NUMBA"):
         raise ImportError
     import numba
+
+    # module-level (not closures of _build): numba keys the on-disk cache of a closure that
+    # calls other compiled functions on the pickled closure, which never hits
+    @numba.njit(cache=True, nogil=True)
+    def _wrap(a, m):  # a in [-m, 2m): a mod m without an integer division
+        return a + m if a < 0 else (a - m if a >= m else a)
+
+    @numba.njit(cache=True, nogil=True)
+    def _corner(Fh, cx, cy, cz, ok, Mx, My, Mz, hz, zero):
+        # the value at centred index (cx, cy, cz) of the extended spectrum, 0 outside [0, M]
+        if not ok:
+            return zero
+        wx = _wrap(cx - Mx // 2, Mx)
+        wy = _wrap(cy - My // 2, My)
+        wz = _wrap(cz - Mz // 2, Mz)
+        if wz <= hz:
+            return Fh[wx, wy, wz]
+        return Fh[0 if wx == 0 else Mx - wx, 0 if wy == 0 else My - wy, Mz - wz].conjugate()
 
     _SERIAL = _build(False)
     _PARALLEL = _build(True)
