@@ -84,7 +84,7 @@ def fourier_project(zrow, arow, mrow, buf, drow):
     # float32 |z|^2, the root the fast pass takes, so LLVM computes it once)
     n = zrow.size
     nbad = 0
-    zero = arow[0] - arow[0]
+    zero = drow.dtype.type(0)  # (not arow[0] - arow[0]: NaN for an inf amplitude)
     for j in range(n):
         v = zrow[j]
         re2, im2, ok, bad = project_fast(v.real, v.imag, arow[j], mrow[j])
@@ -231,7 +231,7 @@ def diff_row(zrow, arow, mrow, buf, drow):
     # z <- P(z) - z is written back; unmeasured pixels get 0.  drow as in fourier_project
     n = zrow.size
     nbad = 0
-    zero = arow[0] - arow[0]
+    zero = drow.dtype.type(0)  # (not arow[0] - arow[0]: NaN for an inf amplitude)
     for j in range(n):
         v = zrow[j]
         re2, im2, ok, bad = project_fast(v.real, v.imag, arow[j], mrow[j])
