@@ -59,19 +59,65 @@ def _sequential_scores(X, C, ref):
     return S
 
 
-@pytest.mark.parametrize("n,d,k", [(300, 30, 15), (301, 5, 9), (7, 3, 1), (2, 10, 17), (203, 10, 50), (1, 4, 8)])
-def test_compiled_assignment_has_the_bits_of_the_sequential_sums(n, d, k):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,d,k", [(300, 30, 15), (301, 5, 9), (7, 3, 1), (2, 10, 17), (203, 10, 50), (1, 4, 8),
+                                   (130, 7, 33), (61, 2, 4), (9, 30, 16)])
+def test_compiled_assignment_has_the_bits_of_the_sequential_sums(n, d, k, dtype):
     """Labels are the argmin of the score summed feature by feature (whatever the grouping of
-    points and centres inside the kernel), the distances the direct sum to that centre."""
+    points and centres inside the kernel: full and half blocks of centres, both precisions),
+    the distances the direct sum to that centre."""
     rng = np.random.default_rng(n + d + k)
-    X = (rng.standard_normal((n, d)) * 3 + 1).astype(np.float32)
-    C = (rng.standard_normal((k, d)) * 3 + 1).astype(np.float32)
+    X = (rng.standard_normal((n, d)) * 3 + 1).astype(dtype)
+    C = (rng.standard_normal((k, d)) * 3 + 1).astype(dtype)
     ref = kern.reference(X)
     lab, m = kern.assign(torch.from_numpy(X), torch.from_numpy(C))
     want = _sequential_scores(X, C, ref).argmin(1)  # argmin: first of equal minima
     np.testing.assert_array_equal(lab.numpy(), want)
     np.testing.assert_array_equal(m.numpy(), _sequential_sqdist(X, C)[np.arange(n), want])
     np.testing.assert_array_equal(lab.numpy(), _sequential_sqdist(X, C).argmin(1))  # no near ties here
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("half", [False, True])
+@pytest.mark.parametrize("d", [1, 3, 30])
+def test_block_score_kernel_is_its_python_twin(dtype, half, d):
+    """The register-blocked block-score kernel (LLVM IR) against :func:`block_scores_reference`,
+    to the bit: scores, least lane, first of equal lanes, NaN lanes ignored, ``+inf`` padding,
+    and a running minimum replaced only by a strictly smaller one; blocks at an offset."""
+    import numba
+
+    W = kern._lanes(numba.from_dtype(np.dtype(dtype)), half)
+    call = numba.njit(lambda *a: (kern._block_scores_half if half else kern._block_scores_full)(*a))
+    rng = np.random.default_rng(d + W)
+    Kp = 3 * W + 4
+    for trial in range(40):
+        Y = (rng.standard_normal((9, d)) * 2).astype(dtype)
+        CmT = (rng.standard_normal((d, Kp)) * 2).astype(dtype)
+        c2p = (rng.standard_normal(Kp) * 4).astype(dtype)
+        off = int(rng.integers(0, Kp - W + 1))
+        if trial % 4 == 1:  # equal centres: equal scores, first one wins
+            CmT[:, off + W - 1] = CmT[:, off + 1]
+            c2p[off + W - 1] = c2p[off + 1]
+            CmT[:, off + 2] = CmT[:, off + 1]
+            c2p[off + 2] = c2p[off + 1]
+        if trial % 4 == 2:  # padding and a NaN lane
+            c2p[off + W // 2:off + W] = np.inf
+            CmT[:, off + W // 2:off + W] = 0
+            c2p[off] = np.nan
+        if trial % 4 == 3:  # every lane NaN: no update
+            c2p[off:off + W] = np.nan
+        rows = tuple(int(r) for r in rng.integers(0, 9, 4))
+        best0 = np.where(rng.random(4) < 0.5, np.inf, rng.standard_normal(4) * 5).astype(dtype)
+        best0[0] = np.inf
+        bidx0 = rng.integers(100, 200, 4)
+        best, bidx = best0.copy(), bidx0.copy()
+        call(Y, *rows, CmT, c2p, off, best, bidx)
+        want_b, want_i = best0.copy(), bidx0.copy()
+        kern.block_scores_reference(Y, rows, CmT, c2p, off, W, want_b, want_i)
+        np.testing.assert_array_equal(bidx, want_i)
+        np.testing.assert_array_equal(best.view(np.uint8), want_b.view(np.uint8))  # same bits
+        if trial % 4 != 3:
+            assert bidx[0] < 100  # row 0 started at +inf: some lane replaced it
 
 
 def test_compiled_assignment_breaks_exact_ties_to_the_lowest_index():
@@ -81,7 +127,7 @@ def test_compiled_assignment_breaks_exact_ties_to_the_lowest_index():
     base = (rng.standard_normal((5, 6)) * 2).astype(np.float32)
     C = np.concatenate([base, base[::-1], base])  # centre j, 9 - j and j + 10 are equal
     X = (base[rng.integers(5, size=203)] + 0.1 * rng.standard_normal((203, 6))).astype(np.float32)
-    lab, m = kern.assign(torch.from_numpy(X), torch.from_numpy(C))
+    lab, _ = kern.assign(torch.from_numpy(X), torch.from_numpy(C))
     want = _sequential_scores(X, C, kern.reference(X)).argmin(1)
     np.testing.assert_array_equal(lab.numpy(), want)
     assert lab.max() < 5  # never a later copy

@@ -22,21 +22,23 @@ issue 16): the ``imaxit`` Python calls of ``Generator.choice`` per outer step we
 arithmetic: one SBE fit assigns ``omaxit * imaxit * M = 5 * 10^5`` points, 1.6x what
 scikit-learn's Lloyd assigns in its ~32 iterations at 10^4 points.  The assignment scores
 ``|c - r|^2 - 2 (p - r).(c - r)`` (one multiply-add per feature and centre instead of the direct
-sum's subtract, multiply and add) for four points at a time, with the centres along the vector
-lanes: 15-20 % less time per SBE inner step than the blocked direct sum it replaced (64-point
-blocks, 4 features per pass), with the same labels on the benchmark data.  Then (same bits
-again): the rows of a block are gathered as ``p - r`` first, so the random rows of a mini-batch
-are loaded in parallel; two features per pass over the lanes halve the stores of the running
-scores; and the four points' minima are searched together without branches.  Side by side on
-the ``kmeans_speed`` data with the draws included, per point: 1.08-1.15x faster at K = 15,
-d = 30 and 1.25-1.37x at K = 50, d = 10 (AMD EPYC, Zen 1, where 256-bit operations are split
-in two).  A BLAS GEMM was not used: its summation order depends on the CPU's kernel, and so
-would the labels at near ties.
+sum's subtract, multiply and add) for four points at a time against blocks of 16 centres (8 in
+float64): the rows of a block of points are first gathered as ``p - r`` (the random rows of a
+mini-batch are loaded in parallel), then a register-blocked micro-kernel (:func:`_make_block_scores`,
+LLVM IR through a numba intrinsic) keeps the 4 x 16 running scores in vector registers over the
+whole sum and takes each point's least score and its first centre in vector code.  It replaced a
+loop-vectorised form that kept the scores in memory (a load and a store per two features) and
+searched the minimum one centre at a time; same bits, and side by side in one process on the
+``kmeans_speed`` data (AMD EPYC, Zen 1, where 256-bit operations are split in two): one SBE fit
+1.19x faster at K = 15, d = 30 and 1.09x at K = 50, d = 10; a full assignment pass of 10^5
+points 1.13x / 1.02x.  A BLAS GEMM was not used: its summation order depends on the CPU's
+kernel, and so would the labels at near ties.
 
 Numerics: scores are measured from the reference point ``r`` (:func:`reference`, the data mean;
 scikit-learn centres the data for the same reason) and summed in the data's precision in order of
 the feature index (no ``fastmath``: the same bits on every x86 CPU, whatever the grouping of
-points and centres); ties go to the lowest centre index as in the reference.  The distance a
+points and centres); ties go to the lowest centre index as in the reference.  A NaN score (only
+from overflow: inputs are checked finite) is never the least one.  The distance a
 kernel returns is the direct ``sum_t (p_t - c_t)^2`` to the chosen centre, in order.  Sums and the
 SBE update are accumulated in float64 and stored in the data's precision.  The kernels are
 serial, so results do not depend on the thread count.  The torch reference computes distances as
@@ -54,7 +56,7 @@ import os
 import numpy as np
 import torch
 
-__all__ = ["Sampler", "assign", "assign_sums", "available", "fast_sampler", "minibatch_draw",
+__all__ = ["Sampler", "assign", "assign_sums", "available", "block_scores_reference", "fast_sampler", "minibatch_draw",
            "minibatch_step", "reference", "sampling_exact", "sbe_outer", "sbe_outer_draw", "usable"]
 
 
@@ -63,7 +65,9 @@ try:  # numba is optional at run time: fall back to the torch reference
         raise ImportError("PHASEKIT_NO_NUMBA is set")
     import numba
     from llvmlite import ir as _ir
+    from numba.core import cgutils as _cgutils
     from numba.core import types as _types
+    from numba.core.errors import TypingError as _TypingError
     from numba.extending import intrinsic as _intrinsic
 
     # module-level functions (not closures) so that numba's on-disk cache is used
@@ -107,36 +111,164 @@ def _centre_table(C, ref, CmT, c2p):
             CmT[t, j] = 0
 
 
+# --------------------------------------------------------------------------- block scores
+# The score of four points against ``W`` centres, with the 4 x W running sums in vector
+# registers for the whole sum over the features (a register-blocked micro-kernel): written as
+# LLVM IR because numba's loop vectoriser keeps such accumulators in memory (a load and a store
+# per feature) and its SLP vectoriser, which would find this blocking, is off by default.
+
+def _lanes(dtype, half: bool) -> int:
+    """Centres per block: two 256-bit registers of the dtype (16 float32 / 8 float64) per point,
+    or one (``half``) for the last block when ``K`` needs only half of one."""
+    w = 16 if dtype.bitwidth == 32 else 8
+    return w // 2 if half else w
+
+
+def _make_block_scores(half: bool):
+    """The intrinsic ``_block_scores(Y, r0, r1, r2, r3, CmT, c2p, off, best, bidx)``, see
+    :func:`block_scores_reference` for what it computes (bit for bit)."""
+    if not available:  # pragma: no cover - exercised only without numba
+        return None
+
+    @_intrinsic
+    def _block_scores(typingctx, Y, r0, r1, r2, r3, CmT, c2p, off, best, bidx):
+        for a in (Y, CmT, c2p, best, bidx):
+            if not (isinstance(a, _types.Array) and a.layout == "C"):
+                raise _TypingError("_block_scores needs C-contiguous arrays")
+        W = _lanes(Y.dtype, half)
+        ip = _types.intp
+        sig = _types.void(Y, ip, ip, ip, ip, CmT, c2p, ip, best, bidx)
+
+        def codegen(context, builder, signature, args):
+            fty = context.get_value_type(Y.dtype)
+            ity = context.get_value_type(_types.intp)
+            i32 = _ir.IntType(32)
+            vty = _ir.VectorType(fty, W)
+            vp = vty.as_pointer()
+            al = Y.dtype.bitwidth // 8  # element alignment: the blocks start anywhere in a row
+            ya, ca, ha, ba, ia = (context.make_array(signature.args[k])(context, builder, args[k])
+                                  for k in (0, 5, 6, 8, 9))
+            off_ = args[7]
+            d = _cgutils.unpack_tuple(builder, ya.shape, 2)[1]
+            kp = _cgutils.unpack_tuple(builder, ca.shape, 2)[1]
+            rows = [builder.gep(ya.data, [builder.mul(args[1 + q], d)]) for q in range(4)]
+            undef = _ir.Constant(vty, _ir.Undefined)
+            splat0 = _ir.Constant(_ir.VectorType(i32, W), [0] * W)
+
+            def splat(x):
+                return builder.shuffle_vector(builder.insert_element(undef, x, _ir.Constant(i32, 0)),
+                                              undef, splat0)
+
+            h = builder.load(builder.bitcast(builder.gep(ha.data, [off_]), vp), align=al)
+            accs = [_cgutils.alloca_once_value(builder, h) for _ in range(4)]  # -> registers
+            cbase = builder.gep(ca.data, [off_])
+            with _cgutils.for_range(builder, d) as loop:  # features in order: a + y_t c_t
+                t = loop.index
+                cv = builder.load(builder.bitcast(builder.gep(cbase, [builder.mul(t, kp)]), vp), align=al)
+                for q in range(4):
+                    y = splat(builder.load(builder.gep(rows[q], [t])))
+                    builder.store(builder.fadd(builder.load(accs[q]), builder.fmul(y, cv)), accs[q])
+            sfx = "f32" if Y.dtype.bitwidth == 32 else "f64"
+            mty = _ir.IntType(W)
+            cttz = _cgutils.get_or_insert_function(
+                builder.module, _ir.FunctionType(mty, [mty, _ir.IntType(1)]), f"llvm.cttz.i{W}")
+            fmin = _cgutils.get_or_insert_function(builder.module, _ir.FunctionType(fty, [fty, fty]),
+                                                   f"llvm.minnum.{sfx}")
+            for q in range(4):
+                acc = builder.load(accs[q])
+                m, w = acc, W
+                while w > 2:  # the least lane by halving (minnum: a NaN lane is never taken)
+                    w //= 2
+                    hty = _ir.VectorType(fty, w)
+                    vmin = _cgutils.get_or_insert_function(
+                        builder.module, _ir.FunctionType(hty, [hty, hty]), f"llvm.minnum.v{w}{sfx}")
+                    lo = builder.shuffle_vector(m, m, _ir.Constant(_ir.VectorType(i32, w), list(range(w))))
+                    hi = builder.shuffle_vector(m, m, _ir.Constant(_ir.VectorType(i32, w), list(range(w, 2 * w))))
+                    m = builder.call(vmin, [lo, hi])
+                cmin = builder.call(fmin, [builder.extract_element(m, _ir.Constant(i32, 0)),
+                                           builder.extract_element(m, _ir.Constant(i32, 1))])
+                # the first lane equal to it (exists unless every lane is NaN: then no update)
+                eq = builder.bitcast(builder.fcmp_ordered("==", acc, splat(cmin)), mty)
+                lane = builder.zext(builder.call(cttz, [eq, _ir.Constant(_ir.IntType(1), 0)]), ity)
+                bq = builder.gep(ba.data, [_ir.Constant(ity, q)])
+                with builder.if_then(builder.fcmp_ordered("<", cmin, builder.load(bq))):
+                    builder.store(cmin, bq)
+                    builder.store(builder.add(off_, lane), builder.gep(ia.data, [_ir.Constant(ity, q)]))
+            return context.get_dummy_value()
+        return sig, codegen
+    return _block_scores
+
+
+_block_scores_full = _make_block_scores(False)
+_block_scores_half = _make_block_scores(True)
+
+
+def block_scores_reference(Y, rows, CmT, c2p, off, W, best, bidx):
+    """What the compiled block-score kernel does, in plain Python (its test twin).
+
+    For each of the four points ``q`` (row ``rows[q]`` of ``Y``, the gathered ``p - r``) the
+    scores of centres ``off .. off + W - 1`` are ``s_j = c2p[j] + sum_t Y[r, t] * CmT[t, j]``,
+    summed over ``t`` in order with a rounded product and a rounded sum per term (no fused
+    multiply-add).  Their least value ``m`` (NaN scores ignored) and its first centre ``j``
+    replace ``best[q], bidx[q]`` when ``m < best[q]``: blocks visited in increasing ``off`` keep
+    the lowest index among equal scores.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Y = np.array([[1.0], [2.0], [0.0], [0.0]], np.float32)
+    >>> CmT = np.array([[-2.0, 0.0]], np.float32); c2p = np.array([1.0, 0.0], np.float32)
+    >>> best, bidx = np.full(4, np.inf, np.float32), np.zeros(4, np.int64)
+    >>> block_scores_reference(Y, (0, 1, 2, 3), CmT, c2p, 0, 2, best, bidx)
+    >>> bidx.tolist()
+    [0, 0, 1, 1]
+    """
+    for q in range(4):
+        s = c2p[off:off + W].copy()
+        for t in range(Y.shape[1]):
+            s = s + Y[rows[q], t] * CmT[t, off:off + W]
+        m, jm = np.nan, 0
+        for j in range(W):
+            if not np.isnan(s[j]) and (np.isnan(m) or s[j] < m):
+                m, jm = s[j], j
+        if m < best[q]:
+            best[q], bidx[q] = m, off + jm
+
+
 _CHUNK = 128  # points gathered per block (a (128, d) block of p - r stays in L1/L2)
 
 
 @_jit
-def _assign_sums_k(X, idx, C, ref, labels, mins, sums, counts, with_sums, with_mins):
+def _scratch(X, K):
+    """The scratch of :func:`_assign_core` for ``K`` centres: ``CmT`` (``(d, Kp)``, ``Kp`` = ``K``
+    rounded up to half a block), ``c2p``, the gathered rows ``Y`` and the running minima."""
+    d = X.shape[1]
+    h = 8 if X.itemsize == 4 else 4
+    Kp = (K + h - 1) // h * h
+    return (np.empty((d, Kp), X.dtype), np.empty(Kp, X.dtype), np.empty((_CHUNK, d), X.dtype),
+            np.empty(4, X.dtype), np.empty(4, np.int64))
+
+
+@_jit
+def _assign_core(X, idx, C, ref, labels, mins, sums, counts, with_sums, with_mins, CmT, c2p, Y, best, bidx):
     """Nearest centre of the rows ``X[idx]`` (``idx`` None: all rows) by the score
     ``|c_j - r|^2 - 2 (p - r).(c_j - r)``, ties to the lowest ``j``; optionally the direct squared
     distance to it (``mins``) and the per-cluster sums (float64) and counts.
 
-    Blocks of up to ``_CHUNK`` rows are first gathered as ``p - r`` into a contiguous scratch
+    Blocks of up to ``_CHUNK`` rows are first gathered as ``p - r`` into the contiguous ``Y``
     (independent loads: the random rows of a mini-batch arrive in parallel).  Then four points at
-    a time share each load of a centre row, with the centres along the vector lanes (``Kp``: ``K``
-    rounded up to 8), two features per pass over the lanes (``(a + y_t c_t) + y_{t+1} c_{t+1}``:
-    the order of the one-feature-at-a-time sum, with half the stores).  The four minima are
-    searched together without branches (four independent chains; strict ``<`` keeps the lowest
-    index).  Each score is summed over ``t`` in order (no reassociation), so the bits do not
-    depend on the CPU or on the grouping."""
-    K, d = C.shape
+    a time are scored against blocks of 16 centres (8 in float64; a half block ends an odd
+    ``Kp``) by the block-score kernel, which keeps the sums in registers and takes the least score
+    of a block in vector code.  Each score is summed over ``t`` in order (no reassociation, no
+    fused multiply-add), so the bits do not depend on the CPU or on the grouping."""
+    d = C.shape[1]
     n = X.shape[0] if idx is None else idx.shape[0]
-    Kp = (K + 7) // 8 * 8
-    CmT = np.empty((d, Kp), X.dtype)
-    c2p = np.empty(Kp, X.dtype)
+    Kp = c2p.shape[0]
+    W = 16 if X.itemsize == 4 else 8
+    nfull = Kp // W * W
     _centre_table(C, ref, CmT, c2p)
-    a0 = np.empty(Kp, X.dtype)  # four separate arrays: rows of one (4, Kp) array are not
-    a1 = np.empty(Kp, X.dtype)  # vectorised (1.6x slower)
-    a2 = np.empty(Kp, X.dtype)
-    a3 = np.empty(Kp, X.dtype)
-    Y = np.empty((_CHUNK, d), X.dtype)
-    d2 = d // 2 * 2
-    zero = np.zeros(1, X.dtype)[0]
+    zero = X.dtype.type(0)
+    inf = X.dtype.type(np.inf)
     if with_sums:
         sums[:] = 0.0
         counts[:] = 0
@@ -148,54 +280,16 @@ def _assign_sums_k(X, idx, C, ref, labels, mins, sums, counts, with_sums, with_m
             for t in range(d):
                 yi[t] = xi[t] - ref[t]
         for s in range(0, nb, 4):
-            y0 = Y[s]
-            y1 = Y[min(s + 1, nb - 1)]
-            y2 = Y[min(s + 2, nb - 1)]
-            y3 = Y[min(s + 3, nb - 1)]
-            for j in range(Kp):
-                h = c2p[j]
-                a0[j] = h
-                a1[j] = h
-                a2[j] = h
-                a3[j] = h
-            for t in range(0, d2, 2):
-                ca = CmT[t]
-                cb = CmT[t + 1]
-                p0, p1 = y0[t], y0[t + 1]
-                q0, q1 = y1[t], y1[t + 1]
-                r0, r1 = y2[t], y2[t + 1]
-                u0, u1 = y3[t], y3[t + 1]
-                for j in range(Kp):
-                    c = ca[j]
-                    e = cb[j]
-                    a0[j] = a0[j] + p0 * c + p1 * e
-                    a1[j] = a1[j] + q0 * c + q1 * e
-                    a2[j] = a2[j] + r0 * c + r1 * e
-                    a3[j] = a3[j] + u0 * c + u1 * e
-            for t in range(d2, d):
-                ct = CmT[t]
-                p0, q0, r0, u0 = y0[t], y1[t], y2[t], y3[t]
-                for j in range(Kp):
-                    c = ct[j]
-                    a0[j] = a0[j] + p0 * c
-                    a1[j] = a1[j] + q0 * c
-                    a2[j] = a2[j] + r0 * c
-                    a3[j] = a3[j] + u0 * c
-            m0, m1, m2, m3 = a0[0], a1[0], a2[0], a3[0]
-            b0 = b1 = b2 = b3 = 0
-            for j in range(1, K):
-                v0, v1, v2, v3 = a0[j], a1[j], a2[j], a3[j]
-                l0, l1, l2, l3 = v0 < m0, v1 < m1, v2 < m2, v3 < m3
-                m0 = v0 if l0 else m0
-                m1 = v1 if l1 else m1
-                m2 = v2 if l2 else m2
-                m3 = v3 if l3 else m3
-                b0 = j if l0 else b0
-                b1 = j if l1 else b1
-                b2 = j if l2 else b2
-                b3 = j if l3 else b3
+            for q in range(4):
+                best[q] = inf
+                bidx[q] = 0
+            r1, r2, r3 = min(s + 1, nb - 1), min(s + 2, nb - 1), min(s + 3, nb - 1)
+            for off in range(0, nfull, W):
+                _block_scores_full(Y, s, r1, r2, r3, CmT, c2p, off, best, bidx)
+            if nfull < Kp:
+                _block_scores_half(Y, s, r1, r2, r3, CmT, c2p, nfull, best, bidx)
             for q in range(min(4, nb - s)):
-                b = b0 if q == 0 else (b1 if q == 1 else (b2 if q == 2 else b3))
+                b = bidx[q]
                 i = s0 + s + q
                 labels[i] = b
                 xi = X[i if idx is None else idx[i]]
@@ -214,6 +308,13 @@ def _assign_sums_k(X, idx, C, ref, labels, mins, sums, counts, with_sums, with_m
 
 
 @_jit
+def _assign_sums_k(X, idx, C, ref, labels, mins, sums, counts, with_sums, with_mins):
+    """:func:`_assign_core` with its own scratch."""
+    CmT, c2p, Y, best, bidx = _scratch(X, C.shape[0])
+    _assign_core(X, idx, C, ref, labels, mins, sums, counts, with_sums, with_mins, CmT, c2p, Y, best, bidx)
+
+
+@_jit
 def _sbe_outer_k(X, ref, idx, x_prev, gamma, alpha):
     n_inner, M = idx.shape
     K, d = x_prev.shape
@@ -223,8 +324,9 @@ def _sbe_outer_k(X, ref, idx, x_prev, gamma, alpha):
     counts = np.empty(K, np.int64)
     labels = np.empty(M, np.int64)
     mins = np.empty(M, X.dtype)
+    CmT, c2p, Y, best, bidx = _scratch(X, K)  # once per outer step
     for l in range(n_inner):
-        _assign_sums_k(X, idx[l], y, ref, labels, mins, sums, counts, True, False)
+        _assign_core(X, idx[l], y, ref, labels, mins, sums, counts, True, False, CmT, c2p, Y, best, bidx)
         # y^l = x^{k-1} - gamma (1/M) [c_j y_j^{l-1} - sum_{C_j} p]_j ; x^k <- a x^k + (1-a) y^l
         for j in range(K):
             for t in range(d):
