@@ -171,7 +171,8 @@ def _run_tomo(input_file, values: dict, params: dict, given, alg: str, plan, ech
     vs = ts.vol_shape or (dx, dy, dx)
     check_memory(estimate_tomo_reconstruction(vs, n, (dx, dy),
                                               oversampling=extra.get("oversampling", 2.0),
-                                              precision=values.get("precision", "single")),
+                                              precision=values.get("precision", "single"),
+                                              algorithm=alg, projector=p.get("projector", "hybrid")),
                  f"reconstructing a {'x'.join(map(str, vs))} volume from {n} projections")
     c_used = None if record is None else record.center
     one_row = ts.projections.shape[2] == 1

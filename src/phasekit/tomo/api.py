@@ -92,6 +92,15 @@ def reconstruct(projections, angles=None, *, algorithm: str = "resire", n_iter: 
     if spec.name == "genfire" and np.isscalar(oversampling):
         # one oversampling for GENFIRE's array and the problem's Fourier-slice projector
         params.setdefault("oversampling", float(oversampling))
+    # the problem checked its own memory; the algorithm adds its projectors' (GENFIRE its grid)
+    from ..core.resources import check_memory
+    from .memory import estimate_tomo_reconstruction
+
+    check_memory(estimate_tomo_reconstruction(
+        problem.shape, problem.n_proj, problem.det_shape, oversampling=problem.oversampling,
+        precision=problem.precision, algorithm=spec.name, projector=params.get("projector", "hybrid"),
+        grid_oversampling=params.get("oversampling")),
+        f"{spec.name} on a {'x'.join(map(str, problem.shape))} volume from {problem.n_proj} projections")
     config = {"n_proj": problem.n_proj, "det_shape": list(problem.det_shape),
               "positive": problem.positive, "oversampling": problem.oversampling,
               "precision": problem.precision, "params": dict(params), "stop_rf": stop_rf,

@@ -207,7 +207,7 @@ class TomoProblem:
 
         check_memory(estimate_tomo_reconstruction(vs, b.shape[0], b.shape[1:],
                                                   oversampling=oversampling,
-                                                  precision=precision),
+                                                  precision=precision, algorithm=None),
                      f"a {'x'.join(map(str, vs))} volume from {b.shape[0]} projections")
         dev = resolve_device(device)
         dt = real_dtype(precision)
