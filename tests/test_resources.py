@@ -120,15 +120,15 @@ _TOMO_PEAKS = [("resire", 64, 61, "hybrid", "single", 0.138), ("resire", 96, 61,
                ("sirt", 128, 61, "", "single", 0.392), ("sirt", 160, 61, "", "single", 0.659),
                ("sirt", 128, 181, "", "single", 0.872),
                ("fbp", 128, 61, "", "single", 0.361), ("fbp", 160, 61, "", "single", 0.493),
-               ("genfire", 64, 61, "", "single", 0.357), ("genfire", 96, 61, "", "single", 0.805),
-               ("genfire", 128, 61, "", "single", 1.469), ("genfire", 160, 61, "", "single", 2.627),
-               ("genfire", 128, 181, "", "single", 1.526), ("genfire", 128, 61, "", "double", 2.734)]
+               ("genfire", 64, 61, "", "single", 0.210), ("genfire", 96, 61, "", "single", 0.448),
+               ("genfire", 128, 61, "", "single", 0.816), ("genfire", 160, 61, "", "single", 1.530),
+               ("genfire", 128, 181, "", "single", 0.951), ("genfire", 128, 61, "", "double", 1.430)]
 
 
 @pytest.mark.parametrize("alg,n,n_proj,projector,precision,peak", _TOMO_PEAKS)
 def test_tomo_reconstruction_estimates_cover_the_measured_peaks(alg, n, n_proj, projector, precision, peak):
     """Every algorithm's estimate lies above its measured peak and within 2.5x of it (the model
-    before gave 3.4-3.9x for RESIRE / SIRT and less than GENFIRE's peak)."""
+    before gave 3.4-3.9x for RESIRE / SIRT and less than the peak of GENFIRE's earlier iteration)."""
     est = estimate_tomo_reconstruction((n,) * 3, n_proj, algorithm=alg, projector=projector or "hybrid",
                                        precision=precision) / 1e9
     assert peak < est < 2.5 * peak
@@ -141,7 +141,7 @@ def test_tomo_estimates_fit_a_512_cube_in_32_gb():
     GENFIRE's 1024^3 grid and the exact FST adjoint do not."""
     assert estimate_tomo_reconstruction((512,) * 3, 61) < 24e9
     assert estimate_tomo_reconstruction((512,) * 3, 61, algorithm="sirt") < 24e9
-    assert estimate_tomo_reconstruction((512,) * 3, 61, algorithm="genfire") > 64e9
+    assert estimate_tomo_reconstruction((512,) * 3, 61, algorithm="genfire") > 32e9
     assert estimate_tomo_reconstruction((512,) * 3, 61, projector="fst") > 32e9
     # GENFIRE's own grid: less oversampling, less memory
     assert estimate_tomo_reconstruction((128,) * 3, 61, algorithm="genfire", grid_oversampling=1.5) < \

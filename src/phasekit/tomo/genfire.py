@@ -107,9 +107,27 @@ def grid_fourier(problem, oversampling: float = 2.0, cutoff: float = 0.7):
     return Fm, measured, M
 
 
+def _wrapped_index(lo: int, n: int, m: int, device) -> torch.Tensor:
+    """Where the centred indices ``lo .. lo + n - 1`` of a length-``m`` axis lie after
+    ``ifftshift`` (the FFT's own order: centred index ``c`` goes to ``(c - m // 2) mod m``)."""
+    return (torch.arange(lo, lo + n, device=device) - m // 2) % m
+
+
 class GENFIRE(Algorithm):
     """GENFIRE-lite (see module docstring).  History: ``R_F`` (Eqn 3.9, FST projector) and
-    ``R_free`` (withheld Fourier points)."""
+    ``R_free`` (withheld Fourier points).
+
+    The iteration runs in the FFT's own (wrapped) order and on the half spectrum: the iterate
+    is real and the gridded constraint Hermitian (its accumulations of ``k`` and ``-k`` are
+    merged), so ``Re IFFT(F)`` of step 3 is the real inverse of the half spectrum.  Per
+    iteration one real FFT pair and the substitution on the half spectrum, against the complex
+    pair and four ``fftshift`` copies of the padded grid of the literal form: at 128^3 from 61
+    projections (256^3 grid, one AMD EPYC core, side by side) a step 1546 -> 396 ms, a step with
+    its metrics (R_F, R_free) 2.8 -> 1.3 s; iterates equal to 3e-7 relative (a test checks the
+    literal form to rounding).  ``R_free`` is measured on the spectrum the next iteration
+    transforms, which it then reuses.  ``x`` (the checkpointed state) is the padded iterate in
+    the centred order, as before.
+    """
 
     name = "genfire"
     state_names = ("x",)
@@ -129,15 +147,38 @@ class GENFIRE(Algorithm):
                 g = make_rng(rfree_seed)
                 r = torch.as_tensor(g.random(meas.shape) < rfree_fraction, device=meas.device)
                 free = (r | _hermitian_flip(r)) & meas
-            problem._ops[key] = (Fm, meas & ~free, free, M)
-        self.Fm, self.meas, self.free, self.M = problem._ops[key]
+            h = M[2] // 2 + 1  # the half spectrum, wrapped order
+            half = [torch.fft.ifftshift(a)[..., :h].contiguous() for a in (Fm, meas & ~free, free)]
+            del Fm, meas, free
+            # R_free over the full grid from the half: the columns whose mate -k lies outside it
+            # count twice, the self-paired ones (0 and, for even M_z, M_z / 2) once
+            w = torch.full((h,), 2.0, dtype=problem.dtype, device=problem.device)
+            w[0] = 1.0
+            if M[2] % 2 == 0:
+                w[-1] = 1.0
+            problem._ops[key] = (*half, w, M)
+        self.Fm, self.meas, self.free, self._wfree, self.M = problem._ops[key]
+        self._free_any = bool(self.free.any())
         N = problem.shape
         self.lo = [m // 2 - s // 2 for m, s in zip(self.M, N)]
         box = torch.zeros(self.M, dtype=torch.bool, device=problem.device)
         sl = tuple(slice(l, l + s) for l, s in zip(self.lo, N))
         box[sl] = problem.support
-        self.box, self.sl = box, sl
-        self._y = None
+        self.sl = sl
+        self._box = torch.fft.ifftshift(box).contiguous()
+        self._idx = [_wrapped_index(l, s, m, problem.device) for l, s, m in zip(self.lo, N, self.M)]
+        self._xw = None
+        self._z = None  # the half spectrum of P_C(x) for the current x, when already taken
+
+    # the checkpointed state: the padded iterate in the centred order
+    @property
+    def x(self) -> torch.Tensor:
+        return torch.fft.fftshift(self._xw)
+
+    @x.setter
+    def x(self, v: torch.Tensor) -> None:
+        self._xw = torch.fft.ifftshift(v.to(device=self.problem.device, dtype=self.problem.dtype)).contiguous()
+        self._z = None
 
     def _pad(self, v):
         x = torch.zeros(self.M, dtype=self.problem.dtype, device=self.problem.device)
@@ -147,25 +188,33 @@ class GENFIRE(Algorithm):
     def initialize(self, x0):
         self.x = self._pad(x0.to(device=self.problem.device, dtype=self.problem.dtype))
 
-    def _constrain(self, x):
-        y = x.clamp_min(0) if self.problem.positive else x
-        return torch.where(self.box, y, torch.zeros((), dtype=y.dtype, device=y.device))
+    def _constrain_w(self, xw):
+        y = xw.clamp_min(0) if self.problem.positive else xw
+        return torch.where(self._box, y, torch.zeros((), dtype=y.dtype, device=y.device))
+
+    def _spectrum(self) -> torch.Tensor:
+        if self._z is None:
+            self._z = torch.fft.rfftn(self._constrain_w(self._xw))
+        return self._z
 
     def step(self, k):
-        y = self._constrain(self.x)
-        Fk = torch.fft.fftshift(torch.fft.fftn(torch.fft.ifftshift(y)))
-        self._Fk = Fk
-        Fk = torch.where(self.meas, self.Fm, Fk)
-        self.x = torch.fft.fftshift(torch.fft.ifftn(torch.fft.ifftshift(Fk))).real
+        z = torch.where(self.meas, self.Fm, self._spectrum())
+        self._xw = torch.fft.irfftn(z, s=self.M)
+        self._z = None
 
     def estimate(self):
-        return self._constrain(self.x)[self.sl].contiguous()
+        y = self._xw
+        for d, i in enumerate(self._idx):  # the central N^3 box, in the centred order
+            y = torch.index_select(y, d, i)
+        y = y.clamp_min(0) if self.problem.positive else y
+        return torch.where(self.problem.support, y, torch.zeros((), dtype=y.dtype, device=y.device))
 
     def metrics(self):
         m = {"R_F": self.problem.rfactor(self.estimate())}
-        if bool(self.free.any()):
-            y = self._constrain(self.x)
-            Fk = torch.fft.fftshift(torch.fft.fftn(torch.fft.ifftshift(y)))
-            a, b = Fk[self.free].abs(), self.Fm[self.free].abs()
-            m["R_free"] = float((a - b).abs().sum() / b.sum().clamp_min(1e-30))
+        if self._free_any:
+            z = self._spectrum()  # reused by the next step
+            a = torch.where(self.free, (z.abs() - self.Fm.abs()).abs(), 0.0)
+            b = torch.where(self.free, self.Fm.abs(), 0.0)
+            num, den = (a * self._wfree).sum(), (b * self._wfree).sum()
+            m["R_free"] = float(num / den.clamp_min(1e-30))
         return m

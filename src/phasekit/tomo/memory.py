@@ -68,13 +68,14 @@ def estimate_tomo_reconstruction(vol_shape, n_proj: int, det_shape=None, *,
       back-projection's grids (``4 e`` per padded detector pixel and projection) and 32 MiB;
       RESIRE with ``projector="fst"`` also the autograd chain of the exact adjoint (``9 e`` per
       padded voxel);
-    * GENFIRE: its gridded 3-D Fourier constraint and the iteration's transforms on its own
-      padded grid (``grid_oversampling``, default ``oversampling``): ``18 e`` per grid voxel,
-      ``2 e`` per padded projection pixel, 160 MiB.
+    * GENFIRE: its gridded 3-D Fourier constraint (the half spectrum, kept) and the gridding's
+      and the iteration's work arrays on its own padded grid (``grid_oversampling``, default
+      ``oversampling``): ``8 e`` per grid voxel, ``2 e`` per padded projection pixel, 96 MiB.
 
     Against the measured peaks the estimates are 1.4-2.1x (single and double precision); the
     model before (six copies of the extended complex spectrum for every algorithm) was 3.4-3.9x
-    for RESIRE and SIRT and *below* GENFIRE's peak (0.89-0.97x).
+    for RESIRE and SIRT and *below* the peak of GENFIRE's earlier complex-FFT iteration
+    (0.89-0.97x).
 
     Examples
     --------
@@ -96,7 +97,7 @@ def estimate_tomo_reconstruction(vol_shape, n_proj: int, det_shape=None, *,
     if alg == "genfire":
         G = padded_shape(vs, oversampling if grid_oversampling is None else grid_oversampling)
         gx, gy = max(G[0], ds[0]), max(G[1], ds[1])
-        est += 18 * e * gx * gy * G[2] + 2 * e * n * gx * gy + 160 * _MB
+        est += 8 * e * gx * gy * G[2] + 2 * e * n * gx * gy + 96 * _MB
     elif alg is not None:  # RESIRE, SIRT, FBP (and a name the registry will refuse)
         est += 4 * e * slices + 32 * _MB
         if alg == "resire" and str(projector).lower() == "fst":
