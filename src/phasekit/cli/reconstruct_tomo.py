@@ -6,8 +6,10 @@ The ``reconstruct`` command hands a tomography file to :func:`run_tomo`.  Suppor
 --no-positive`` (positivity is on unless ``--no-positive`` is given), ``--support``
 (``file``/``auto``/a .npy), ``--param`` (algorithm parameters plus ``oversampling``,
 ``stop_rf`` (discrepancy-principle stop), ``filter`` and ``angle_weights`` (FBP)), ``--device``, ``--precision``,
-``--metric-every``, ``--no-figure``, ``--out``, ``--quiet``, ``--config``.  CDI-only options
-(``--schedule``, ``--starts`` > 1, shrink-wrap, ``--real``, ``--beta``, checkpoints) are errors.
+``--metric-every``, ``--checkpoint`` / ``--checkpoint-every`` / ``--resume`` (the engine's
+atomic checkpoints: a resumed run gives the uninterrupted result to the bit), ``--no-figure``,
+``--out``, ``--quiet``, ``--config``.  CDI-only options (``--schedule``, ``--starts`` > 1,
+shrink-wrap, ``--real``, ``--beta``) are errors.
 
 Tomography input options (:func:`tomo_options`): ``--center auto|X|none`` (the rotation axis on
 the detector ``x``, in pixels; shared with the CDI pattern centre option), ``--center-method``,
@@ -24,8 +26,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-_CDI_ONLY = ("schedule", "shrinkwrap", "sw_every", "sw_threshold", "sw_sigma", "real", "beta", "clip_negative",
-             "checkpoint", "checkpoint_every", "resume")
+_CDI_ONLY = ("schedule", "shrinkwrap", "sw_every", "sw_threshold", "sw_sigma", "real", "beta", "clip_negative")
 _PROBLEM_KEYS = ("oversampling", "stop_rf")
 #: click parameter names of :func:`tomo_options`
 TOMO_KEYS = ("center_method", "no_preprocess", "no_flat_dark", "no_log", "no_zingers", "angles",
@@ -129,7 +130,9 @@ def run_tomo(input_file, values: dict, params: dict, given, echo=click.echo) -> 
     alg = values["algorithm"].lower() if given("algorithm") else "resire"
     out = Path(values["out"]) if values.get("out") else \
         Path(input_file).with_name(Path(input_file).stem + f"_{alg}.h5")
-    with plan_outputs(out, input_path=input_file, figure=not values.get("no_figure")) as plan, \
+    checkpoint = values.get("checkpoint") or values.get("resume")  # keep writing where we resumed from
+    with plan_outputs(out, input_path=input_file, figure=not values.get("no_figure"),
+                      checkpoint=checkpoint) as plan, \
             memory_override(bool(values.get("force")), "--force"):
         return _run_tomo(input_file, values, params, given, alg, plan, echo)
 
@@ -188,7 +191,9 @@ def _run_tomo(input_file, values: dict, params: dict, given, alg: str, plan, ech
               oversampling=extra.get("oversampling", 2.0), stop_rf=extra.get("stop_rf"),
               progress=False if values.get("quiet") else None,
               metric_every=values.get("metric_every", 1), device=values.get("device", "cpu"),
-              precision=values.get("precision", "single"))
+              precision=values.get("precision", "single"),
+              checkpoint=values.get("checkpoint") or values.get("resume"),
+              checkpoint_every=values.get("checkpoint_every") or 100, resume=values.get("resume"))
     t0 = time.perf_counter()
     result = reconstruct(ts.projections, ts.angles, **kw, **p)
     wall = time.perf_counter() - t0

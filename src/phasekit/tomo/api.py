@@ -39,8 +39,8 @@ def reconstruct(projections, angles=None, *, algorithm: str = "resire", n_iter: 
                 oversampling=2.0, stop_rf: float | None = None, callback=None,
                 progress: bool | None = None, metric_every: int = 1, device=None,
                 precision: str = "single", filter: str | None = None, angle_weights: str | None = None,
-                x0=None, center=None, center_offset: float = 0.0,
-                **params) -> ReconResult:
+                x0=None, center=None, center_offset: float = 0.0, checkpoint=None,
+                checkpoint_every: int = 100, resume=None, **params) -> ReconResult:
     """Reconstruct a volume from a tilt series.
 
     Parameters
@@ -60,6 +60,10 @@ def reconstruct(projections, angles=None, *, algorithm: str = "resire", n_iter: 
     filter, angle_weights : str
         FBP filter (``ramp``, ``hann``, ``shepp-logan``, ``cosine``) and angular weights
         (``uniform`` = pi/n as ASTRA and scikit-image, or ``spacing``); see :func:`.fbp.fbp`.
+    checkpoint, checkpoint_every, resume
+        The engine's checkpoints (:func:`phasekit.engine.solve`): written atomically every
+        ``checkpoint_every`` iterations to ``checkpoint``; ``resume`` continues a run from one
+        written by the same call, with the uninterrupted run's result to the bit.
     **params
         Algorithm parameters (RESIRE: ``step``, ``projector``; SIRT: ``relaxation``,
         ``positive``; GENFIRE: ``cutoff``, ``rfree_fraction``, ``rfree_seed``; GENFIRE's array
@@ -120,7 +124,8 @@ def reconstruct(projections, angles=None, *, algorithm: str = "resire", n_iter: 
 
     result = solve(problem, algorithm=spec.name, n_iter=n_iter, params=params, starts=1, rng=0,
                    x0=x0, callback=_cb if cbs else None, progress=progress,
-                   metric_every=metric_every, config=config)
+                   metric_every=metric_every, config=config, checkpoint=checkpoint,
+                   checkpoint_every=checkpoint_every, resume=resume)
     if stopper is not None and stopper.stopped_at is not None:
         result.message = f"discrepancy principle: R_F <= {stop_rf:g} at iteration {stopper.stopped_at}"
     return result
