@@ -192,8 +192,8 @@ def _run_tomo(input_file, values: dict, params: dict, given, alg: str, plan, ech
               progress=False if values.get("quiet") else None,
               metric_every=values.get("metric_every", 1), device=values.get("device", "cpu"),
               precision=values.get("precision", "single"),
-              checkpoint=values.get("checkpoint") or values.get("resume"),
-              checkpoint_every=values.get("checkpoint_every") or 100, resume=values.get("resume"))
+              checkpoint=plan.checkpoint, checkpoint_every=values.get("checkpoint_every") or 100,
+              resume=values.get("resume"))
     t0 = time.perf_counter()
     result = reconstruct(ts.projections, ts.angles, **kw, **p)
     wall = time.perf_counter() - t0
