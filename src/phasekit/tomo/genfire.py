@@ -148,17 +148,16 @@ class GENFIRE(Algorithm):
                 r = torch.as_tensor(g.random(meas.shape) < rfree_fraction, device=meas.device)
                 free = (r | _hermitian_flip(r)) & meas
             h = M[2] // 2 + 1  # the half spectrum, wrapped order
-            half = [torch.fft.ifftshift(a)[..., :h].contiguous() for a in (Fm, meas & ~free, free)]
+            Fh, mh, fh = (torch.fft.ifftshift(a)[..., :h].contiguous() for a in (Fm, meas & ~free, free))
             del Fm, meas, free
             # R_free over the full grid from the half: the columns whose mate -k lies outside it
             # count twice, the self-paired ones (0 and, for even M_z, M_z / 2) once
-            w = torch.full((h,), 2.0, dtype=problem.dtype, device=problem.device)
-            w[0] = 1.0
-            if M[2] % 2 == 0:
-                w[-1] = 1.0
-            problem._ops[key] = (*half, w, M)
-        self.Fm, self.meas, self.free, self._wfree, self.M = problem._ops[key]
-        self._free_any = bool(self.free.any())
+            idx = fh.reshape(-1).nonzero().squeeze(1)
+            col = idx % h
+            w = torch.where((col == 0) | ((col == h - 1) & (M[2] % 2 == 0)), 1.0, 2.0).to(problem.dtype)
+            b = Fh.reshape(-1)[idx].abs()
+            problem._ops[key] = (Fh, mh, (idx, w, b, float((b * w).sum())), M)
+        self.Fm, self.meas, self._free, self.M = problem._ops[key]
         N = problem.shape
         self.lo = [m // 2 - s // 2 for m, s in zip(self.M, N)]
         box = torch.zeros(self.M, dtype=torch.bool, device=problem.device)
@@ -211,10 +210,9 @@ class GENFIRE(Algorithm):
 
     def metrics(self):
         m = {"R_F": self.problem.rfactor(self.estimate())}
-        if self._free_any:
+        idx, w, b, den = self._free
+        if idx.numel():
             z = self._spectrum()  # reused by the next step
-            a = torch.where(self.free, (z.abs() - self.Fm.abs()).abs(), 0.0)
-            b = torch.where(self.free, self.Fm.abs(), 0.0)
-            num, den = (a * self._wfree).sum(), (b * self._wfree).sum()
-            m["R_free"] = float(num / den.clamp_min(1e-30))
+            num = float((((z.reshape(-1)[idx].abs() - b).abs()) * w).sum())
+            m["R_free"] = num / max(den, 1e-30)
         return m
