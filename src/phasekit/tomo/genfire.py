@@ -27,6 +27,7 @@ import math
 import torch
 from pydantic import Field
 
+from ..core.fft import from_work, to_work
 from ..engine import StrictConfig
 from ..core.rng import make_rng
 from ..engine import Algorithm
@@ -148,7 +149,7 @@ class GENFIRE(Algorithm):
                 r = torch.as_tensor(g.random(meas.shape) < rfree_fraction, device=meas.device)
                 free = (r | _hermitian_flip(r)) & meas
             h = M[2] // 2 + 1  # the half spectrum, wrapped order
-            Fh, mh, fh = (torch.fft.ifftshift(a)[..., :h].contiguous() for a in (Fm, meas & ~free, free))
+            Fh, mh, fh = (to_work(a)[..., :h].contiguous() for a in (Fm, meas & ~free, free))
             del Fm, meas, free
             # R_free over the full grid from the half: the columns whose mate -k lies outside it
             # count twice, the self-paired ones (0 and, for even M_z, M_z / 2) once
@@ -164,7 +165,7 @@ class GENFIRE(Algorithm):
         sl = tuple(slice(l, l + s) for l, s in zip(self.lo, N))
         box[sl] = problem.support
         self.sl = sl
-        self._box = torch.fft.ifftshift(box).contiguous()
+        self._box = to_work(box).contiguous()
         self._idx = [_wrapped_index(l, s, m, problem.device) for l, s, m in zip(self.lo, N, self.M)]
         self._xw = None
         self._z = None  # the half spectrum of P_C(x) for the current x, when already taken
@@ -172,11 +173,11 @@ class GENFIRE(Algorithm):
     # the checkpointed state: the padded iterate in the centred order
     @property
     def x(self) -> torch.Tensor:
-        return torch.fft.fftshift(self._xw)
+        return from_work(self._xw)
 
     @x.setter
     def x(self, v: torch.Tensor) -> None:
-        self._xw = torch.fft.ifftshift(v.to(device=self.problem.device, dtype=self.problem.dtype)).contiguous()
+        self._xw = to_work(v.to(device=self.problem.device, dtype=self.problem.dtype)).contiguous()
         self._z = None
 
     def _pad(self, v):
