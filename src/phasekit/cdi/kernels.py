@@ -145,7 +145,10 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
     @numba.njit(fastmath=True, cache=True, parallel=parallel)
     def rfactor_numerator(z, amp, meas):
         # fixed blocks of REDUCE_BLOCK elements, each summed by the same (vectorised) loop, the
-        # partial sums added in block order: the result does not depend on the number of threads
+        # partial sums added in block order: the result does not depend on the number of threads.
+        # The block is taken as slices and indexed from 0: a loop over range(lo, hi) on the whole
+        # arrays was vectorised with gathers on an AVX-512 Xeon and took 4x longer (88 vs 22 us,
+        # 256^2 complex64, one core, the same sum)
         zf = z.ravel()
         af = amp.ravel()
         mf = meas.ravel()
@@ -155,11 +158,14 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
         for k in rng(nb):
             lo = k * REDUCE_BLOCK
             hi = min(lo + REDUCE_BLOCK, n)
+            zb = zf[lo:hi]
+            ab = af[lo:hi]
+            mb = mf[lo:hi]
             acc = 0.0  # float64 accumulator
-            for i in range(lo, hi):
-                v = zf[i]
-                d = abs(np.sqrt(v.real * v.real + v.imag * v.imag) - af[i])
-                acc += d if mf[i] else d * 0
+            for i in range(zb.size):
+                v = zb[i]
+                d = abs(np.sqrt(v.real * v.real + v.imag * v.imag) - ab[i])
+                acc += d if mb[i] else d * 0
             part[k] = acc
         tot = 0.0
         for k in range(nb):
@@ -310,13 +316,18 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
         for k in rng(nb):
             lo = k * REDUCE_BLOCK
             hi = min(lo + REDUCE_BLOCK, n)
+            zb = zf[lo:hi]  # slices indexed from 0, as rfactor_numerator
+            ab = af[lo:hi]
+            mb = mf[lo:hi]
+            bb = bf[lo:hi]
+            nb_ = nf[lo:hi]
             acc = 0.0
-            for i in range(lo, hi):
-                v = zf[i]
+            for i in range(zb.size):
+                v = zb[i]
                 az = np.sqrt(v.real * v.real + v.imag * v.imag)
-                d1 = abs(az - af[i])
-                d2 = abs(az - bf[i])
-                acc += (d1 if mf[i] else d1 * 0) + (d2 if nf[i] else d2 * 0)
+                d1 = abs(az - ab[i])
+                d2 = abs(az - bb[i])
+                acc += (d1 if mb[i] else d1 * 0) + (d2 if nb_[i] else d2 * 0)
             part[k] = acc
         tot = 0.0
         for k in range(nb):

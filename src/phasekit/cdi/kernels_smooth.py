@@ -304,12 +304,17 @@ def _build(parallel: bool):  # pragma: no cover - compiled code
             acc = 0.0
             for j in range(lo, hi, _SUB):
                 e = min(j + _SUB, hi)
+                # each run of _SUB terms through slices indexed from 0 (see kernels.py's
+                # rfactor_numerator: a loop over range(j, e) made gathers)
+                zb = zf[2 * j:2 * e]
+                ab = af[j:e]
+                mb = mf[j:e]
                 t = zero
-                for i in range(j, e):
-                    a = zf[2 * i]
-                    b = zf[2 * i + 1]
-                    d = abs(np.sqrt(a * a + b * b) - af[i])
-                    t += d if mf[i] else zero
+                for i in range(ab.size):
+                    a = zb[2 * i]
+                    b = zb[2 * i + 1]
+                    d = abs(np.sqrt(a * a + b * b) - ab[i])
+                    t += d if mb[i] else zero
                 acc += t
             part[k] = acc
         tot = 0.0
@@ -334,14 +339,19 @@ def _build(parallel: bool):  # pragma: no cover - compiled code
             acc = 0.0
             for j in range(lo, hi, _SUB):
                 e = min(j + _SUB, hi)
+                zb = zf[2 * j:2 * e]
+                ab = af[j:e]
+                mb = mf[j:e]
+                bb = bf[j:e]
+                nb_ = nf[j:e]
                 t = zero
-                for i in range(j, e):
-                    a = zf[2 * i]
-                    b = zf[2 * i + 1]
+                for i in range(ab.size):
+                    a = zb[2 * i]
+                    b = zb[2 * i + 1]
                     az = np.sqrt(a * a + b * b)
-                    d1 = abs(az - af[i])
-                    d2 = abs(az - bf[i])
-                    t += (d1 if mf[i] else zero) + (d2 if nf[i] else zero)
+                    d1 = abs(az - ab[i])
+                    d2 = abs(az - bb[i])
+                    t += (d1 if mb[i] else zero) + (d2 if nb_[i] else zero)
                 acc += t
             part[k] = acc
         tot = 0.0
