@@ -71,7 +71,9 @@ ALGS = ["er", "hio", "raar", "gps-r", "gps-f", "oss"]
 FFTS_STEP = {"er": 2, "hio": 2, "raar": 2, "gps-r": 4, "gps-f": 3, "oss": 4}
 #: a real object on the complex path (rfft=False): OSS transforms h = x - beta Re(y) (5 FFTs)
 FFTS_REAL_COMPLEX = {"oss": 5}
-FFTS_METRICS = {"er": 1, "hio": 1, "raar": 1, "gps-r": 0, "gps-f": 0, "oss": 0}
+#: ER takes its R-factor on the new iterate (= its estimate P_C y) and the next step reuses that
+#: transform (ErrorReduction.metrics), so its metrics add no FFT; HIO / RAAR transform P_C y
+FFTS_METRICS = {"er": 0, "hio": 1, "raar": 1, "gps-r": 0, "gps-f": 0, "oss": 0}
 TARGET_RATIO = 1.3
 REAL_ALGS = ["er", "hio", "raar", "oss"]
 #: GPS on a real object: its primal and dual variables stay complex (docs/cdi.md, "Real objects on

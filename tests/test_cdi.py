@@ -288,3 +288,45 @@ def test_result_saves_mask_every_history_and_real_images(small_cdi, tmp_path):
         assert np.allclose(h_saved["R_F"], h["R_F"])
     assert np.array_equal(back["mask"], mask)
     assert np.allclose(back["images"][0], res.image)
+
+
+# ---------------------------------------------------------------- ER's metrics reuse its transform
+
+
+@pytest.mark.parametrize("kind", ["complex", "real", "real-complex-path", "positive", "shrinkwrap"])
+def test_er_metrics_reuse_the_next_steps_transform(kind, small_cdi, small_cdi_complex, monkeypatch):
+    """ER's R-factor is taken on x_{n+1} = P_C y (the reported estimate, to the bit) and its
+    transform is the next step's first FFT: histories and images equal the plain form's (the
+    estimate copied and transformed again) to the bit, with one forward FFT per iteration; with
+    shrink-wrap moving the support between step and metrics the plain form runs."""
+    from phasekit.cdi.base import ProjectionAlgorithm
+    from phasekit.cdi.er import ErrorReduction
+
+    obj, sup, I = small_cdi_complex if kind == "complex" else small_cdi
+    opts = {"complex": {}, "real": {"real": True}, "real-complex-path": {"real": True, "rfft": False},
+            "positive": {"real": True, "positive": True},
+            "shrinkwrap": {"real": True, "shrinkwrap": {"every": 5}}}[kind]
+    calls = {"n": 0}
+    fft0, rfft0 = CDIProblem.fft, CDIProblem.rfft_half
+
+    def count(f):
+        def wrapped(self, x):
+            calls["n"] += 1
+            return f(self, x)
+        return wrapped
+
+    monkeypatch.setattr(CDIProblem, "fft", count(fft0))
+    monkeypatch.setattr(CDIProblem, "rfft_half", count(rfft0))
+    runs = {}
+    for form in ("reuse", "plain"):
+        if form == "plain":
+            monkeypatch.setattr(ErrorReduction, "metrics", lambda self: ProjectionAlgorithm.metrics(self))
+        calls["n"] = 0
+        runs[form] = (reconstruct(I, sup, algorithm="er", n_iter=30, rng=3, progress=False, **opts), calls["n"])
+    (new, n_new), (old, n_old) = runs["reuse"], runs["plain"]
+    assert new.history["R_F"] == old.history["R_F"]
+    assert np.array_equal(new.image, old.image)
+    if kind == "shrinkwrap":  # the support moves every 5 iterations: those metrics take the plain form
+        assert n_old - 25 <= n_new < n_old - 15
+    else:
+        assert n_new == n_old - 30 + 1  # one FFT per iteration (and the first step's own)

@@ -61,6 +61,7 @@ class ProjectionAlgorithm(Algorithm):
     def initialize(self, x0):
         self.x = self.problem.as_iterate(x0).clone()
         self.y = None
+        self._fx = None
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
@@ -75,8 +76,13 @@ class ProjectionAlgorithm(Algorithm):
         real-FFT path ``y = Re P_m x`` from the half spectrum."""
         p = self.problem
         batched = self.batched
+        # the transform of this very iterate, when the last metrics took it (ER: see
+        # ErrorReduction.metrics); used once, so any later step transforms again
+        fx, self._fx = getattr(self, "_fx", None), None
+        if fx is not None and not (fx[1] is self.x and fx[2] == self.x._version):
+            fx = None
         if p.use_rfft:
-            z = p.rfft_half(self.x)
+            z = p.rfft_half(self.x) if fx is None else fx[0]
             (fourier_project_half_batch if batched else fourier_project_half)(z, p.half())
             if batched and z[0].numel() >= IRFFT_SPLIT_MIN:
                 # large images: the inverse image by image (the in-place split form of irfftw
@@ -85,7 +91,7 @@ class ProjectionAlgorithm(Algorithm):
             else:
                 self.y = p.irfft_half(z, overwrite=True)
             return self.y
-        z = p.fft(self.x)
+        z = p.fft(self.x) if fx is None else fx[0]
         (fourier_project_batch if batched else fourier_project)(z, p.amp, p.measured)
         self.y = p.ifft(z)
         return self.y

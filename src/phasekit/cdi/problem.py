@@ -229,9 +229,26 @@ class CDIProblem:
     def rfactor(self, x) -> float:
         """R-factor of a real-space (work-layout) image (from the half spectrum when the image
         is a real tensor: equal to the full-grid value within rounding)."""
+        return self.rfactor_transform(x)[0]
+
+    def rfactor_transform(self, x) -> tuple[float, torch.Tensor]:
+        """:meth:`rfactor` of ``x`` and the transform it was taken from: the half spectrum
+        (``rfftn``) of a real tensor, else the full ``fftn``.  ER reuses it as its next step's
+        first FFT (:meth:`ErrorReduction.metrics <phasekit.cdi.er.ErrorReduction.metrics>`).
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> p = CDIProblem.from_arrays(np.ones((8, 8)), np.ones((8, 8), bool))
+        >>> rf, z = p.rfactor_transform(torch.zeros((8, 8), dtype=torch.complex64))
+        >>> rf, tuple(z.shape)
+        (1.0, (8, 8))
+        """
         if not x.is_complex():
-            return self.rfactor_half(self.rfft_half(x.to(self.rdtype).contiguous()))
-        return self.rfactor_fourier(self.fft(x))
+            z = self.rfft_half(x.to(self.rdtype).contiguous())
+            return self.rfactor_half(z), z
+        z = self.fft(x)
+        return self.rfactor_fourier(z), z
 
     def rfactor_half(self, z) -> float:
         """R-factor from the half spectrum of a real image (paired columns weighted twice)."""
