@@ -57,6 +57,7 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--tag", default="", help="suffix of the result files' name (e.g. the host: 'xeon')")
     a = p.parse_args(argv)
     if a.sizes is None:
         a.sizes = [128, 256] if a.quick else [128, 256, 512]
@@ -207,7 +208,7 @@ def markdown(data, args, meta):
 def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out)
-    name = NAME + ("_quick" if args.quick else "")
+    name = NAME + ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
     t_start = time.perf_counter()
     threads = set_threads(1)
     meta = machine_meta()

@@ -72,6 +72,7 @@ def parse_args(argv=None):
     ap.add_argument("--datasets", nargs="+", default=["mix15", "skew50"], choices=["mix15", "skew50"])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--replot", action="store_true", help="redraw the PNG from the saved JSON only")
+    ap.add_argument("--tag", default="", help="suffix of the result files' name (e.g. the host: 'xeon')")
     return ap.parse_args(argv)
 
 
@@ -303,7 +304,7 @@ def main(argv=None):
     if args.replot:
         import json
 
-        name = NAME + ("_quick" if args.quick else "")
+        name = NAME + ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
         with open(RESULTS / f"{name}.json", encoding="utf-8") as fh:
             print(plot(json.load(fh)["results"], RESULTS / f"{name}.png"))
         return
@@ -318,7 +319,7 @@ def main(argv=None):
 
     from phasekit.learn import kmeans_kernels
 
-    name = NAME + ("_quick" if args.quick else "")
+    name = NAME + ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
     meta = machine_meta({"sizes": sizes, "seeds_per_size_mix15": seeds_per, "datasets": args.datasets,
                          "threads": threads, "compiled_kmeans_kernels": kmeans_kernels.available,
                          "compiled_minibatch_draws": kmeans_kernels.sampling_exact(),

@@ -484,14 +484,18 @@ def main():
     ap.add_argument("--ptychi-path", default="/tmp/ptychi_site:/tmp/ptychi_stub")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON")
+    ap.add_argument("--tag", default="", help="suffix of the result files' name (e.g. the host: 'xeon')")
     a = ap.parse_args()
     global NAME
+    if a.tag:  # before --replot and --quick: ptycho_speed_<tag>, ptycho_speed_quick_<tag>
+        NAME = NAME + ("_quick" if a.quick else "") + f"_{a.tag}"
     if a.replot:
         replot()
         return
     if a.quick:
         a.iters, a.paper_iters, a.paper_ptylab_iters = 1, 1, 1
-        NAME = NAME + "_quick"
+        if not a.tag:
+            NAME = NAME + "_quick"
     threads = set_threads(1)
     meta = machine_meta({"threads": threads})
     tmp = Path(tempfile.mkdtemp(prefix="ptycho_speed_"))

@@ -108,10 +108,11 @@ def main():
     ap.add_argument("--block", type=int, default=20, help="steps per timed block")
     ap.add_argument("--warmup", type=int, default=30, help="steps before timing (past SO2D's warm-up)")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--tag", default="", help="suffix of the result files' name (e.g. the host: 'xeon')")
     args = ap.parse_args()
     if args.quick:
         args.sizes, args.repeats, args.block = [256], 5, 10
-    name = NAME + ("_quick" if args.quick else "")
+    name = NAME + ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
     threads = set_threads(1)
     meta = machine_meta({"threads": threads})
     from phasekit.engine import get_algorithm

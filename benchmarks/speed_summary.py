@@ -43,9 +43,9 @@ BENCHMARKS = ("cdi_speed", "saddle_speed", "ptycho_speed", "tomo_speed", "kmeans
 HERE = Path(__file__).resolve().parent
 
 
-def run_one(name: str, extra: list[str], timeout: float) -> dict:
+def run_one(name: str, extra: list[str], timeout: float, tag: str = "") -> dict:
     """Run ``name --quick`` in a fresh process; return its status, wall time and claims."""
-    cmd = [sys.executable, str(HERE / f"{name}.py"), "--quick", *extra]
+    cmd = [sys.executable, str(HERE / f"{name}.py"), "--quick", *(["--tag", tag] if tag else []), *extra]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, check=False, cwd=HERE, capture_output=True, text=True, timeout=timeout)
@@ -56,7 +56,7 @@ def run_one(name: str, extra: list[str], timeout: float) -> dict:
     wall = time.perf_counter() - t0
     out = {"benchmark": name, "command": shlex.join(cmd[1:]), "status": status, "wall_s": wall,
            "tail": tail, "claims": []}
-    path = RESULTS / f"{name}_quick.json"
+    path = RESULTS / (f"{name}_quick_{tag}.json" if tag else f"{name}_quick.json")
     if status == "ok" and path.exists():
         data = json.loads(path.read_text())
         out["claims"] = [{k: c.get(k) for k in ("claim", "holds", "evidence")} for c in data.get("claims", [])]
@@ -69,6 +69,8 @@ def main(argv=None):
     ap.add_argument("--args", action="append", default=[], metavar='NAME="..."',
                     help="extra arguments for one benchmark, e.g. ptycho_speed=\"--ptylab-python /p/python\"")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per benchmark")
+    ap.add_argument("--tag", default="",
+                    help="suffix of every result file's name (e.g. the host: 'xeon'), passed to each benchmark")
     a = ap.parse_args(argv)
     names = [n for n in a.only.split(",") if n]
     unknown = sorted(set(names) - set(BENCHMARKS))
@@ -82,7 +84,7 @@ def main(argv=None):
     runs = []
     for name in names:
         print(f"running {name} --quick ...", flush=True)
-        r = run_one(name, extra.get(name, []), a.timeout)
+        r = run_one(name, extra.get(name, []), a.timeout, a.tag)
         print(f"  {r['status']} in {r['wall_s']:.0f} s, {len(r['claims'])} claims", flush=True)
         runs.append(r)
     claims = [claim(f"{r['benchmark']} --quick ran to the end", r["status"] == "ok",
@@ -104,7 +106,8 @@ def main(argv=None):
     ax.barh(y, [sum(1 for c in r["claims"] if c["holds"]) for r in runs], color="C2", label="hold")
     ax.set_yticks(list(y), [f"{r['benchmark']} ({r['status']})" for r in runs])
     ax.set_xlabel("claims"); ax.legend(); fig.tight_layout()
-    png = save_figure(fig, RESULTS / f"{NAME}.png")
+    name = NAME + (f"_{a.tag}" if a.tag else "")
+    png = save_figure(fig, RESULTS / f"{name}.png")
     md = "\n".join([
         "# speed_summary: every speed check in one table", "", meta_markdown(meta), "",
         __doc__.split("\n\n", 1)[1].split("Run:")[0].strip(), "",
@@ -112,8 +115,8 @@ def main(argv=None):
         f"{n_held} of {len(claims)} claims hold.", "", "## Claims", "", claims_markdown(claims), "",
         f"![claims per benchmark]({png.name})", ""])
     data = {"benchmark": NAME, "meta": meta, "runs": runs, "claims": claims}
-    write_results(NAME, data, md)
-    print(f"{n_held} of {len(claims)} claims hold; results/{NAME}.md")
+    write_results(name, data, md)
+    print(f"{n_held} of {len(claims)} claims hold; results/{name}.md")
 
 
 if __name__ == "__main__":

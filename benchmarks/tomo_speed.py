@@ -218,12 +218,14 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--rebuild", action="store_true",
                     help="rewrite the claims, tables and figure from the rows of the last JSON")
+    ap.add_argument("--tag", default="", help="suffix of the result files' name (e.g. the host: 'xeon')")
     args = ap.parse_args(argv)
+    suffix = ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
     if args.rebuild:
         import json
 
-        old = json.loads((RESULTS / f"{NAME}{'_quick' if args.quick else ''}.json").read_text())
-        return report(old["rows"], old["meta"], args.quick)
+        old = json.loads((RESULTS / f"{NAME}{suffix}.json").read_text())
+        return report(old["rows"], old["meta"], args.quick, suffix)
     threads = set_threads(1)
     from phasekit import tomo
 
@@ -244,10 +246,10 @@ def main(argv=None):
         rows.append(run_case(shape, th, args.reps, strip=True, reference=True) | {"headline": True})
     for shape, th in scaling:
         rows.append(run_case(shape, th, 3) | {"headline": False})
-    report(rows, meta, args.quick)
+    report(rows, meta, args.quick, suffix)
 
 
-def report(rows, meta, quick):
+def report(rows, meta, quick, suffix=None):
     C = []
     for r in rows:
         if not r["headline"] or "sirt_over_astra" not in r:
@@ -317,7 +319,8 @@ def report(rows, meta, quick):
           note, "",
           "## Time per iteration (CPU s)", "", tab, "",
           "## Where an iteration goes (CPU s)", "", prof, "", "## Claims", "", claims_markdown(C)]
-    suffix = "_quick" if quick else ""
+    if suffix is None:
+        suffix = "_quick" if quick else ""
     plot(rows, RESULTS / f"{NAME}{suffix}.png")
     write_results(NAME + suffix, {"name": NAME, "meta": meta, "claims": C, "rows": rows,
                                   "seeds": {"data": 0}}, "\n".join(md))
