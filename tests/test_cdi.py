@@ -293,7 +293,8 @@ def test_result_saves_mask_every_history_and_real_images(small_cdi, tmp_path):
 # ---------------------------------------------------------------- ER's metrics reuse its transform
 
 
-@pytest.mark.parametrize("kind", ["complex", "real", "real-complex-path", "positive", "shrinkwrap"])
+@pytest.mark.parametrize("kind", ["complex", "real", "real-complex-path", "positive", "shrinkwrap",
+                                  "batched", "batched-real"])
 def test_er_metrics_reuse_the_next_steps_transform(kind, small_cdi, small_cdi_complex, monkeypatch):
     """ER's R-factor is taken on x_{n+1} = P_C y (the reported estimate, to the bit) and its
     transform is the next step's first FFT: histories and images equal the plain form's (the
@@ -305,7 +306,9 @@ def test_er_metrics_reuse_the_next_steps_transform(kind, small_cdi, small_cdi_co
     obj, sup, I = small_cdi_complex if kind == "complex" else small_cdi
     opts = {"complex": {}, "real": {"real": True}, "real-complex-path": {"real": True, "rfft": False},
             "positive": {"real": True, "positive": True},
-            "shrinkwrap": {"real": True, "shrinkwrap": {"every": 5}}}[kind]
+            "shrinkwrap": {"real": True, "shrinkwrap": {"every": 5}},
+            "batched": {"starts": 3, "batch_starts": True},
+            "batched-real": {"real": True, "starts": 3, "batch_starts": True}}[kind]
     calls = {"n": 0}
     fft0, rfft0 = CDIProblem.fft, CDIProblem.rfft_half
 
@@ -321,12 +324,17 @@ def test_er_metrics_reuse_the_next_steps_transform(kind, small_cdi, small_cdi_co
     for form in ("reuse", "plain"):
         if form == "plain":
             monkeypatch.setattr(ErrorReduction, "metrics", lambda self: ProjectionAlgorithm.metrics(self))
+            monkeypatch.setattr(ErrorReduction, "metrics_batch",
+                                lambda self: ProjectionAlgorithm.metrics_batch(self))
         calls["n"] = 0
         runs[form] = (reconstruct(I, sup, algorithm="er", n_iter=30, rng=3, progress=False, **opts), calls["n"])
     (new, n_new), (old, n_old) = runs["reuse"], runs["plain"]
-    assert new.history["R_F"] == old.history["R_F"]
-    assert np.array_equal(new.image, old.image)
-    if kind == "shrinkwrap":  # the support moves every 5 iterations: those metrics take the plain form
+    assert new.histories == old.histories and new.rfactors == old.rfactors
+    assert all(np.array_equal(a, b) for a, b in zip(new.images, old.images))
+    if kind.startswith("batched"):  # one batched forward FFT per iteration instead of two
+        assert new.config["batched_starts"] is True
+        assert n_new == n_old - 30 + 1
+    elif kind == "shrinkwrap":  # the support moves every 5 iterations: those metrics take the plain form
         assert n_old - 25 <= n_new < n_old - 15
     else:
         assert n_new == n_old - 30 + 1  # one FFT per iteration (and the first step's own)

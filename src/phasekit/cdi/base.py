@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import torch
 
-from ..core.fft import IRFFT_SPLIT_MIN
 from ..engine import Algorithm
 from .kernels import (
     constrain,
@@ -84,9 +83,14 @@ class ProjectionAlgorithm(Algorithm):
         if p.use_rfft:
             z = p.rfft_half(self.x) if fx is None else fx[0]
             (fourier_project_half_batch if batched else fourier_project_half)(z, p.half())
-            if batched and z[0].numel() >= IRFFT_SPLIT_MIN:
-                # large images: the inverse image by image (the in-place split form of irfftw
-                # over a batch is 2x slower than N single ones on one core, AMD EPYC, 256^2)
+            if batched:
+                # the inverse image by image, at every size: a batched inverse real transform is
+                # not the single one to the bit on every CPU (MKL's column transforms over a
+                # batch rounded differently on an Intel Xeon; real HIO then drifted away from
+                # the sequential start), and for large images the in-place split form of irfftw
+                # over a batch is 2x slower than N single ones (one AMD EPYC core, 256^2).  The
+                # forward rfftn and the complex pair over a batch were the single ones to the
+                # bit on both hosts.
                 self.y = torch.stack([p.irfft_half(zi, overwrite=True) for zi in z])
             else:
                 self.y = p.irfft_half(z, overwrite=True)

@@ -22,7 +22,8 @@ class ErrorReduction(ProjectionAlgorithm):
     iteration (the driver's default) ER does two FFTs per iteration instead of three, and no
     copy of the estimate.  The values are those of the plain form to the bit (the same FFT of
     the same array); it falls back to the plain form when the support changed after the step
-    (shrink-wrap), the iterate was changed, or the run is batched."""
+    (shrink-wrap) or the iterate was changed.  A batch of starts does the same with its batched
+    transform (:meth:`metrics_batch`), except where it steps image by image."""
 
     name = "er"
     mode = ER
@@ -34,14 +35,28 @@ class ErrorReduction(ProjectionAlgorithm):
         super().step(k)
         p = self.problem
         # what the estimate P_C y == x_{n+1} depends on, as the step left it
-        self._stepped = None if self.batched else (self.x, self.x._version, p.support, p.support._version)
+        self._stepped = (self.x, self.x._version, p.support, p.support._version)
+
+    def _unchanged(self) -> bool:
+        """True when ``x`` is still ``P_C y`` of the last step: the same iterate and support,
+        neither modified since, and the problem's objective the R-factor."""
+        p = self.problem
+        s = getattr(self, "_stepped", None)
+        return (s is not None and type(p).objective is CDIProblem.objective and s[0] is self.x
+                and s[1] == self.x._version and s[2] is p.support and s[3] == p.support._version)
 
     def metrics(self):
         p = self.problem
-        s = getattr(self, "_stepped", None)
-        if (s is None or type(p).objective is not CDIProblem.objective or s[0] is not self.x
-                or s[1] != self.x._version or s[2] is not p.support or s[3] != p.support._version):
+        if self.batched or not self._unchanged():
             return super().metrics()
         rf, z = p.rfactor_transform(self.x)
         self._fx = (z, self.x, self.x._version)
         return {p.objective_name: rf}
+
+    def metrics_batch(self):
+        p = self.problem
+        if not self.batched or p.batch_by_image() or not self._unchanged():
+            return super().metrics_batch()
+        rfs, z = p.rfactor_batch_transform(self.x)
+        self._fx = (z, self.x, self.x._version)
+        return {p.objective_name: rfs}

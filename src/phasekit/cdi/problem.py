@@ -268,17 +268,33 @@ class CDIProblem:
         >>> len(p.rfactor_batch(torch.zeros((3, 8, 8), dtype=torch.complex64)))
         3
         """
+        return self.rfactor_batch_transform(x)[0]
+
+    def rfactor_batch_transform(self, x) -> tuple[list[float], torch.Tensor | None]:
+        """:meth:`rfactor_batch` and the batched transform it was taken from (``None`` where the
+        batch is transformed image by image, :meth:`batch_by_image`); see
+        :meth:`rfactor_transform`.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> p = CDIProblem.from_arrays(np.ones((8, 8)), np.ones((8, 8), bool))
+        >>> rf, z = p.rfactor_batch_transform(torch.zeros((3, 8, 8), dtype=torch.complex64))
+        >>> rf, tuple(z.shape)
+        ([1.0, 1.0, 1.0], (3, 8, 8))
+        """
         from .kernels import rfactor_numerator_batch, rfactor_numerator_half_batch
 
         if x.ndim == self.ndim:
-            return [self.rfactor(x)]
+            rf, z = self.rfactor_transform(x)
+            return [rf], None
         if self.batch_by_image():
-            return [self.rfactor(xi) for xi in x]
+            return [self.rfactor(xi) for xi in x], None
         if not x.is_complex():
             z = self.rfft_half(x.to(self.rdtype).contiguous())
-            return [v / self.amp_sum for v in rfactor_numerator_half_batch(z, self.half())]
+            return [v / self.amp_sum for v in rfactor_numerator_half_batch(z, self.half())], z
         z = self.fft(x)
-        return [v / self.amp_sum for v in rfactor_numerator_batch(z, self.amp, self.measured)]
+        return [v / self.amp_sum for v in rfactor_numerator_batch(z, self.amp, self.measured)], z
 
     def batch_by_image(self) -> bool:
         """Whether a batch of starts runs its FFTs image by image (large images on the CPU, see
