@@ -294,7 +294,7 @@ def test_result_saves_mask_every_history_and_real_images(small_cdi, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["complex", "real", "real-complex-path", "positive", "shrinkwrap",
-                                  "batched", "batched-real"])
+                                  "batched", "batched-real", "batched-by-image"])
 def test_er_metrics_reuse_the_next_steps_transform(kind, small_cdi, small_cdi_complex, monkeypatch):
     """ER's R-factor is taken on x_{n+1} = P_C y (the reported estimate, to the bit) and its
     transform is the next step's first FFT: histories and images equal the plain form's (the
@@ -308,7 +308,12 @@ def test_er_metrics_reuse_the_next_steps_transform(kind, small_cdi, small_cdi_co
             "positive": {"real": True, "positive": True},
             "shrinkwrap": {"real": True, "shrinkwrap": {"every": 5}},
             "batched": {"starts": 3, "batch_starts": True},
-            "batched-real": {"real": True, "starts": 3, "batch_starts": True}}[kind]
+            "batched-real": {"real": True, "starts": 3, "batch_starts": True},
+            "batched-by-image": {"real": True, "starts": 3, "batch_starts": True}}[kind]
+    if kind == "batched-by-image":  # as for large CPU images: the batch steps image by image
+        import phasekit.cdi.problem as problem_module
+
+        monkeypatch.setattr(problem_module, "BATCH_FFT_MAX_PIXELS", 64)
     calls = {"n": 0}
     fft0, rfft0 = CDIProblem.fft, CDIProblem.rfft_half
 
@@ -331,7 +336,10 @@ def test_er_metrics_reuse_the_next_steps_transform(kind, small_cdi, small_cdi_co
     (new, n_new), (old, n_old) = runs["reuse"], runs["plain"]
     assert new.histories == old.histories and new.rfactors == old.rfactors
     assert all(np.array_equal(a, b) for a, b in zip(new.images, old.images))
-    if kind.startswith("batched"):  # one batched forward FFT per iteration instead of two
+    if kind == "batched-by-image":  # one forward FFT per image and iteration instead of two
+        assert new.config["batched_starts"] is True
+        assert n_new == n_old - 3 * 30 + 3
+    elif kind.startswith("batched"):  # one batched forward FFT per iteration instead of two
         assert new.config["batched_starts"] is True
         assert n_new == n_old - 30 + 1
     elif kind == "shrinkwrap":  # the support moves every 5 iterations: those metrics take the plain form

@@ -116,13 +116,16 @@ class ProjectionAlgorithm(Algorithm):
         p = self.problem
         if self.y is None or self.y.shape != self.x.shape:
             self.y = torch.empty_like(self.x)
-        for xi, yi, si in zip(self.x, self.y, p.support):
+        fx, self._fx = getattr(self, "_fx", None), None  # per-image transforms (ER's metrics)
+        if fx is not None and not (fx[1] is self.x and fx[2] == self.x._version):
+            fx = None
+        for i, (xi, yi, si) in enumerate(zip(self.x, self.y, p.support)):
             if p.use_rfft:
-                z = p.rfft_half(xi)
+                z = p.rfft_half(xi) if fx is None else fx[0][i]
                 fourier_project_half(z, p.half())
                 yi.copy_(p.irfft_half(z, overwrite=True))
             else:
-                z = p.fft(xi)
+                z = p.fft(xi) if fx is None else fx[0][i]
                 fourier_project(z, p.amp, p.measured)
                 yi.copy_(p.ifft(z))
             realspace_update(xi, yi, si, self.mode, self.beta, real=p.real, positive=p.positive)

@@ -23,7 +23,8 @@ class ErrorReduction(ProjectionAlgorithm):
     copy of the estimate.  The values are those of the plain form to the bit (the same FFT of
     the same array); it falls back to the plain form when the support changed after the step
     (shrink-wrap) or the iterate was changed.  A batch of starts does the same with its batched
-    transform (:meth:`metrics_batch`), except where it steps image by image."""
+    transform, or with one transform per image where the batch steps image by image
+    (:meth:`metrics_batch`)."""
 
     name = "er"
     mode = ER
@@ -55,8 +56,12 @@ class ErrorReduction(ProjectionAlgorithm):
 
     def metrics_batch(self):
         p = self.problem
-        if not self.batched or p.batch_by_image() or not self._unchanged():
+        if not self.batched or not self._unchanged():
             return super().metrics_batch()
+        if p.batch_by_image():  # the batch steps image by image: one transform per image
+            rfs, zs = zip(*(p.rfactor_transform(xi) for xi in self.x))
+            self._fx = (list(zs), self.x, self.x._version)
+            return {p.objective_name: list(rfs)}
         rfs, z = p.rfactor_batch_transform(self.x)
         self._fx = (z, self.x, self.x._version)
         return {p.objective_name: rfs}
