@@ -52,12 +52,21 @@ def test_background_is_recovered(scan):
     # explains them
     dark = sim.noise_free.mean(0) < 10 * bg
     rel = np.abs(b - bg)[dark].mean() / bg[dark].mean()
-    # measured (2026-12-05): mean relative error 0.083 on 83 % of the pixels; R_F 0.070 -> 0.029,
-    # object error 0.108 -> 0.088
+    # measured (2026-12-05, AMD EPYC): mean relative error 0.083 on 83 % of the pixels; R_F
+    # 0.070 -> 0.029, object error 0.108 -> 0.088
     assert dark.mean() > 0.7 and rel < 0.15
     assert fit.rfactor < 0.6 * plain.rfactor
-    assert object_error(fit.image, sim.obj, ill, threshold=0.1) < \
-        object_error(plain.image, sim.obj, ill, threshold=0.1)
+    # the object error of one start depends on the start more than on the background model: on an
+    # Intel Xeon this start gave 0.085 without and 0.088 with the fit (its FFT rounds differently),
+    # starts 1 and 2 0.134 -> 0.070 and 0.114 -> 0.063; so the mean over three starts
+    errs = {"fit": [], "plain": []}
+    for r in range(3):
+        for kind, kw in (("fit", {"background": True}), ("plain", {})):
+            res = (fit if kind == "fit" else plain) if r == 0 else reconstruct(
+                sim.intensities, pos, algorithm="epie", n_iter=40, rng=r, progress=False,
+                object_shape=shape, **kw)
+            errs[kind].append(object_error(res.image, sim.obj, ill, threshold=0.1))
+    assert np.mean(errs["fit"]) < 0.85 * np.mean(errs["plain"])
     h = fit.history["background_mean"]
     assert len(h) == 40 and h[0] < h[-1]
 
