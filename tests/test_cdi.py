@@ -303,7 +303,7 @@ def test_er_metrics_reuse_the_next_steps_transform(kind, small_cdi, small_cdi_co
     from phasekit.cdi.base import ProjectionAlgorithm
     from phasekit.cdi.er import ErrorReduction
 
-    obj, sup, I = small_cdi_complex if kind == "complex" else small_cdi
+    _, sup, I = small_cdi_complex if kind == "complex" else small_cdi
     opts = {"complex": {}, "real": {"real": True}, "real-complex-path": {"real": True, "rfft": False},
             "positive": {"real": True, "positive": True},
             "shrinkwrap": {"real": True, "shrinkwrap": {"every": 5}},
