@@ -17,6 +17,11 @@ from ..core.fft import fftw, from_work, ifftw, irfftw, rfftw, to_work
 #: and the elementwise passes (measured on one AMD EPYC core: a batch of 8 512^2 complex64 HIO
 #: starts 0.86-0.94x the throughput of sequential starts with batched FFTs)
 BATCH_FFT_MAX_PIXELS = 1 << 17
+#: the largest image (pixels) whose starts the automatic choice batches on the complex path on the
+#: CPU (:meth:`CDIProblem.prefers_batch`): 8 starts of 256^2 complex64 ran at 0.72-0.83x the
+#: sequential throughput on an Intel Xeon core and 0.91-1.06x on an AMD EPYC core; 128^2 at
+#: 0.89-0.93x and 1.2-1.3x (benchmarks/cdi_batched_starts.py)
+BATCH_COMPLEX_MAX_PIXELS = 1 << 14
 
 
 def _check_array(name, a, *, ndim=None):
@@ -305,8 +310,20 @@ class CDIProblem:
         """Whether ``n`` starts gain from running as one batch (the engine's automatic choice):
         not where the batch would step image by image (:meth:`batch_by_image`: measured 0.90-1.00x
         the sequential throughput at 512^2 on one AMD EPYC core, benchmarks/cdi_batched_starts.py),
-        so there the starts run one after another unless ``batch_starts=True``."""
-        return int(n) > 1 and not self.batch_by_image()
+        nor, on the CPU, complex-path images above :data:`BATCH_COMPLEX_MAX_PIXELS` (128^2);
+        there the starts run one after another unless ``batch_starts=True``.  Any size on a GPU.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> I, s = np.ones((256, 256)), np.ones((256, 256), bool)
+        >>> CDIProblem.from_arrays(I, s).prefers_batch(4), CDIProblem.from_arrays(I, s, real=True).prefers_batch(4)
+        (False, True)
+        """
+        if int(n) <= 1 or self.batch_by_image():
+            return False
+        cpu = self.device.type == "cpu"
+        return not (cpu and not self.use_rfft and int(np.prod(self.shape)) > BATCH_COMPLEX_MAX_PIXELS)
 
     def batch_memory(self, n: int) -> int:
         """Peak bytes of ``n`` starts run as one batch (the engine's batched path compares it
