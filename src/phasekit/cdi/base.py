@@ -70,18 +70,28 @@ class ProjectionAlgorithm(Algorithm):
         if isinstance(self.y, torch.Tensor):
             self.y = self.problem.as_iterate(self.y)
 
+    def keep_transform(self, z) -> None:
+        """Keep ``z``, the transform of the current iterate that a metric has just taken (the
+        batched or the per-image transforms of a batch), for the next step's first FFT (ER: see
+        :meth:`ErrorReduction.metrics <phasekit.cdi.er.ErrorReduction.metrics>`)."""
+        self._fx = (z, self.x, self.x._version)
+
+    def _kept_transform(self):
+        """The transform :meth:`keep_transform` kept, if it is of this very iterate (the same
+        tensor, not modified in place since); used once, so any later step transforms again."""
+        fx, self._fx = getattr(self, "_fx", None), None
+        if fx is not None and fx[1] is self.x and fx[2] == self.x._version:
+            return fx[0]
+        return None
+
     def fourier_step(self) -> torch.Tensor:
         """``y = P_m x`` (one FFT pair); unmeasured Fourier pixels keep their value.  On the
         real-FFT path ``y = Re P_m x`` from the half spectrum."""
         p = self.problem
         batched = self.batched
-        # the transform of this very iterate, when the last metrics took it (ER: see
-        # ErrorReduction.metrics); used once, so any later step transforms again
-        fx, self._fx = getattr(self, "_fx", None), None
-        if fx is not None and not (fx[1] is self.x and fx[2] == self.x._version):
-            fx = None
+        kept = self._kept_transform()
         if p.use_rfft:
-            z = p.rfft_half(self.x) if fx is None else fx[0]
+            z = p.rfft_half(self.x) if kept is None else kept
             (fourier_project_half_batch if batched else fourier_project_half)(z, p.half())
             if batched:
                 # the inverse image by image, at every size: a batched inverse real transform is
@@ -95,7 +105,7 @@ class ProjectionAlgorithm(Algorithm):
             else:
                 self.y = p.irfft_half(z, overwrite=True)
             return self.y
-        z = p.fft(self.x) if fx is None else fx[0]
+        z = p.fft(self.x) if kept is None else kept
         (fourier_project_batch if batched else fourier_project)(z, p.amp, p.measured)
         self.y = p.ifft(z)
         return self.y
@@ -116,16 +126,14 @@ class ProjectionAlgorithm(Algorithm):
         p = self.problem
         if self.y is None or self.y.shape != self.x.shape:
             self.y = torch.empty_like(self.x)
-        fx, self._fx = getattr(self, "_fx", None), None  # per-image transforms (ER's metrics)
-        if fx is not None and not (fx[1] is self.x and fx[2] == self.x._version):
-            fx = None
+        kept = self._kept_transform()  # one transform per image here
         for i, (xi, yi, si) in enumerate(zip(self.x, self.y, p.support)):
             if p.use_rfft:
-                z = p.rfft_half(xi) if fx is None else fx[0][i]
+                z = p.rfft_half(xi) if kept is None else kept[i]
                 fourier_project_half(z, p.half())
                 yi.copy_(p.irfft_half(z, overwrite=True))
             else:
-                z = p.fft(xi) if fx is None else fx[0][i]
+                z = p.fft(xi) if kept is None else kept[i]
                 fourier_project(z, p.amp, p.measured)
                 yi.copy_(p.ifft(z))
             realspace_update(xi, yi, si, self.mode, self.beta, real=p.real, positive=p.positive)

@@ -51,7 +51,7 @@ class ErrorReduction(ProjectionAlgorithm):
         if self.batched or not self._unchanged():
             return super().metrics()
         rf, z = p.rfactor_transform(self.x)
-        self._fx = (z, self.x, self.x._version)
+        self.keep_transform(z)
         return {p.objective_name: rf}
 
     def metrics_batch(self):
@@ -60,8 +60,8 @@ class ErrorReduction(ProjectionAlgorithm):
             return super().metrics_batch()
         if p.batch_by_image():  # the batch steps image by image: one transform per image
             rfs, zs = zip(*(p.rfactor_transform(xi) for xi in self.x))
-            self._fx = (list(zs), self.x, self.x._version)
+            self.keep_transform(list(zs))
             return {p.objective_name: list(rfs)}
         rfs, z = p.rfactor_batch_transform(self.x)
-        self._fx = (z, self.x, self.x._version)
+        self.keep_transform(z)
         return {p.objective_name: rfs}
