@@ -58,10 +58,7 @@ class ErrorReduction(ProjectionAlgorithm):
         p = self.problem
         if not self.batched or not self._unchanged():
             return super().metrics_batch()
-        if p.batch_by_image():  # the batch steps image by image: one transform per image
-            rfs, zs = zip(*(p.rfactor_transform(xi) for xi in self.x))
-            self.keep_transform(list(zs))
-            return {p.objective_name: list(rfs)}
+        # (image by image for large CPU images, as the batch then steps: a list of transforms)
         rfs, z = p.rfactor_batch_transform(self.x)
         self.keep_transform(z)
         return {p.objective_name: rfs}

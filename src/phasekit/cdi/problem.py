@@ -275,10 +275,10 @@ class CDIProblem:
         """
         return self.rfactor_batch_transform(x)[0]
 
-    def rfactor_batch_transform(self, x) -> tuple[list[float], torch.Tensor | None]:
-        """:meth:`rfactor_batch` and the batched transform it was taken from (``None`` where the
-        batch is transformed image by image, :meth:`batch_by_image`); see
-        :meth:`rfactor_transform`.
+    def rfactor_batch_transform(self, x) -> tuple[list[float], torch.Tensor | list[torch.Tensor]]:
+        """:meth:`rfactor_batch` and the transform it was taken from: the batched transform, or
+        the list of per-image transforms where the batch is transformed image by image
+        (:meth:`batch_by_image`); see :meth:`rfactor_transform`.
 
         Examples
         --------
@@ -292,9 +292,10 @@ class CDIProblem:
 
         if x.ndim == self.ndim:
             rf, z = self.rfactor_transform(x)
-            return [rf], None
+            return [rf], z
         if self.batch_by_image():
-            return [self.rfactor(xi) for xi in x], None
+            rfs, zs = zip(*(self.rfactor_transform(xi) for xi in x))
+            return list(rfs), list(zs)
         if not x.is_complex():
             z = self.rfft_half(x.to(self.rdtype).contiguous())
             return [v / self.amp_sum for v in rfactor_numerator_half_batch(z, self.half())], z
