@@ -154,3 +154,26 @@ def test_cli_pine_with_shipped_and_file_denoisers(tmp_path):
                              "--out", str(tmp_path / "r2.cxi"), *args])
         assert out.exit_code == 2, (args, out.output)
         assert text in out.output and len(out.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("sigma", [0.7, 1.5])
+def test_gaussian_denoiser_shifted_sums_equal_the_conv2d_form(sigma):
+    """The stand-in denoiser's blur as shifted sums equals its conv2d twin (reflecting borders,
+    complex and real objects, odd sizes) and keeps a constant object (normalised taps)."""
+    d = GaussianDenoiser(sigma)
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(37, 52, dtype=torch.complex64, generator=g)
+    assert torch.allclose(d(z), d.reference(z), rtol=1e-6, atol=1e-6)
+    x = torch.randn(29, 31, dtype=torch.float64, generator=g)
+    assert torch.allclose(d(x), d.reference(x), rtol=1e-12, atol=1e-12)
+    assert d(x).dtype == torch.float64 and d(z).dtype == torch.complex64
+    c = torch.full((20, 20), 3.0 - 2.0j, dtype=torch.complex128)
+    assert torch.allclose(d(c), c, atol=1e-12)
+    # a point is spread by the separable taps: the outer product of the kernel
+    p = torch.zeros(21, 21, dtype=torch.float64)
+    p[10, 10] = 1.0
+    k = d.kernel
+    r = len(k) // 2
+    want = torch.zeros_like(p)
+    want[10 - r:10 + r + 1, 10 - r:10 + r + 1] = torch.outer(k, k)
+    assert torch.allclose(d(p), want, atol=1e-15)
