@@ -372,3 +372,21 @@ def test_executable_end_to_end(tmp_path):
     assert "aligned relative error" in p.stdout
     p = run("info", "missing.cxi")
     assert p.returncode == 2 and p.stderr.strip() == "error: missing.cxi: no such file"
+
+
+def test_reconstruct_threads_option(data_file, tmp_path):
+    """--threads N runs torch and the compiled kernels on N threads (recorded in the result's
+    provenance) and restores the counts afterwards; 0 is a one-line usage error (exit 2)."""
+    import torch
+
+    from phasekit.io import read_result
+
+    before = torch.get_num_threads()
+    out = tmp_path / "threads.cxi"
+    res = invoke("reconstruct", data_file, "-a", "er", "-n", 5, "--threads", 1, "--no-figure", "-q",
+                 "--out", out)
+    assert res.exit_code == 0, res.stderr
+    assert read_result(out)["provenance"]["threads"] == 1
+    assert torch.get_num_threads() == before
+    bad = invoke("reconstruct", data_file, "--threads", 0, "--out", tmp_path / "x.cxi")
+    assert bad.exit_code == 2 and "--threads" in bad.stderr and not (tmp_path / "x.cxi").exists()

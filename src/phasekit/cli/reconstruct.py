@@ -503,6 +503,9 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
 @click.option("-q", "--quiet", is_flag=True, default=False, help="No progress bar.")
 @click.option("--force", is_flag=True, default=False,
               help="Run even when the estimated memory exceeds the available memory.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for torch and the compiled kernels (default: torch's, usually "
+                   "the core count).  One thread can be faster for small problems.")
 @pattern_options
 @tomo_options
 @ptycho_options
@@ -528,7 +531,14 @@ def reconstruct(ctx: click.Context, input_file, **values) -> None:
         config = load_config(values["config"])
         cfg_params = apply_config(ctx, values, config, values["config"])
     from_config = values.pop("_from_config", set())
+    from ..core.device import cpu_threads
 
+    with cpu_threads(values.get("threads")):
+        _dispatch(ctx, input_file, values, cfg_params, from_config)
+
+
+def _dispatch(ctx: click.Context, input_file, values: dict, cfg_params: dict, from_config) -> None:
+    """The body of ``phasekit reconstruct``: the modality from the file, then its run."""
     params = dict(cfg_params)
     if values.get("beta") is not None:
         params = merge_params(params, {"beta": values["beta"]})
