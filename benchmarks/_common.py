@@ -34,19 +34,15 @@ def set_threads(n: int) -> dict:
     numba first: launching numba's OpenMP thread pool calls ``omp_set_num_threads`` with numba's
     own count, which silently resets an earlier ``torch.set_num_threads`` (both share libgomp).
     """
-    import torch
+    from phasekit.core.device import set_cpu_threads
 
-    info = {}
-    try:
+    torch_n, numba_n = set_cpu_threads(int(n))
+    info = {"numba_threads": numba_n}
+    if numba_n is not None:
         import numba
 
-        numba.set_num_threads(min(int(n), numba.config.NUMBA_NUM_THREADS))
-        info["numba_threads"] = numba.get_num_threads()
         info["numba_threading_layer"] = numba.threading_layer()
-    except ImportError:  # pragma: no cover
-        info["numba_threads"] = None
-    torch.set_num_threads(int(n))
-    info["torch_threads"] = torch.get_num_threads()
+    info["torch_threads"] = torch_n
     return info
 
 
