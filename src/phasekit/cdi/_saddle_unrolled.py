@@ -445,7 +445,7 @@ def apply_kn(z, gs, gm, gms, d2, d3, amp, meas, t0, t1, t2, t3, mode):
     mf = meas.ravel()
     a2 = d2.ravel()
     a3 = d3.ravel()
-    nbad = 0
+    nbad = np.int32(0)
     if mode == 0:
         for i in range(zf.size):
             e = gmsf[i]
@@ -459,7 +459,7 @@ def apply_kn(z, gs, gm, gms, d2, d3, amp, meas, t0, t1, t2, t3, mode):
             a3[i] = v1
             w = zf[i]
             re2, im2, ok, bad = project_fast(w.real, w.imag, af[i], mf[i])
-            nbad += bad
+            nbad = max(nbad, np.int32(bad))
             gmf[i] = complex(re2, im2)
     if mode == 1:
         for i in range(zf.size):
@@ -474,7 +474,7 @@ def apply_kn(z, gs, gm, gms, d2, d3, amp, meas, t0, t1, t2, t3, mode):
             a3[i] = t3 * v3 + t1 * v1
             w = zf[i]
             re2, im2, ok, bad = project_fast(w.real, w.imag, af[i], mf[i])
-            nbad += bad
+            nbad = max(nbad, np.int32(bad))
             gmf[i] = complex(re2, im2)
     if mode == 2:
         for i in range(zf.size):
@@ -489,7 +489,7 @@ def apply_kn(z, gs, gm, gms, d2, d3, amp, meas, t0, t1, t2, t3, mode):
             a3[i] = t1 * v1
             w = zf[i]
             re2, im2, ok, bad = project_fast(w.real, w.imag, af[i], mf[i])
-            nbad += bad
+            nbad = max(nbad, np.int32(bad))
             gmf[i] = complex(re2, im2)
     if nbad:
         for i in range(zf.size):

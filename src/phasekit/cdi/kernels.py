@@ -60,11 +60,11 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
             ab = af[lo:hi]
             mb = mf[lo:hi]
             kb = np.empty(zb.size, np.bool_)  # the pixels the fast pass left
-            nbad = 0
+            nbad = np.int32(0)
             for j in range(zb.size):
                 v = zb[j]
                 re2, im2, ok, bad = project_fast(v.real, v.imag, ab[j], mb[j])
-                nbad += bad
+                nbad = max(nbad, np.int32(bad))
                 kb[j] = bad
                 zb[j] = complex(re2, im2)  # (v itself where bad)
             if nbad:
@@ -184,12 +184,12 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
         af = amp.ravel()
         mf = meas.ravel()
         c = 1.0 - eps
-        nbad = 0
+        nbad = np.int32(0)
         for i in rng(of.size):
             wr = zf[i].real - t * ff[i].real
             wi = zf[i].imag - t * ff[i].imag
             pr, pi, ok, bad = project_fast(wr, wi, af[i], mf[i])
-            nbad += bad
+            nbad = max(nbad, np.int32(bad))
             of[i] = complex(c * pr + eps * wr if ok else wr, c * pi + eps * wi if ok else wi)
         if nbad:  # the exact rule on the rare pixels the fast pass leaves (see fourier_project)
             for i in range(of.size):
@@ -246,11 +246,11 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
             pb = pf[lo:hi]
             kb = kf[lo:hi]
             xb = np.empty(zb.size, np.bool_)  # the pixels the fast pass left (as they were)
-            nbad = 0
+            nbad = np.int32(0)
             for j in range(zb.size):
                 v = zb[j]
                 re2, im2, ok, bad = project_fast(v.real, v.imag, ab[j], pb[j])
-                nbad += bad
+                nbad = max(nbad, np.int32(bad))
                 xb[j] = bad
                 c = kb[j]
                 h = (c > 0) & (not bad)

@@ -86,14 +86,14 @@ def _build(parallel: bool):  # pragma: no cover - compiled code
         ff = fy.ravel()
         af = amp.ravel()
         mf = meas.ravel()
-        nbad = 0
+        nbad = np.int32(0)
         for i in rng(of.size):
             a = zf[i]
             b = ff[i]
             wr = a.real - t * b.real
             wi = a.imag - t * b.imag
             pr, pi, ok, bad = project_fast(wr, wi, af[i], mf[i])
-            nbad += bad
+            nbad = max(nbad, np.int32(bad))
             of[i] = complex(c * pr + eps * wr if ok else wr, c * pi + eps * wi if ok else wi)
         if nbad:  # the exact rule on the rare pixels the fast pass leaves (input z, fy unchanged)
             for i in range(of.size):
@@ -118,7 +118,7 @@ def _build(parallel: bool):  # pragma: no cover - compiled code
         wf = w.ravel()
         af = amp.ravel()
         mf = meas.ravel()
-        nbad = 0
+        nbad = np.int32(0)
         for i in rng(of.size):
             a = zf[i]
             b = gf[i]
@@ -128,7 +128,7 @@ def _build(parallel: bool):  # pragma: no cover - compiled code
             wr = a.real - t * fr
             wi = a.imag - t * fi
             pr, pi, ok, bad = project_fast(wr, wi, af[i], mf[i])
-            nbad += bad
+            nbad = max(nbad, np.int32(bad))
             orr = c * pr + eps * wr if ok else wr
             oi = c * pi + eps * wi if ok else wi
             of[i] = complex(orr, oi)
@@ -379,11 +379,11 @@ def _build(parallel: bool):  # pragma: no cover - compiled code
             mb = mf[lo:hi]
             wb = wf[lo:hi]
             ib = zb.copy()
-            nbad = 0
+            nbad = np.int32(0)
             for j in range(ib.size):
                 v = ib[j]
                 re2, im2, _ok, bad = project_fast(v.real, v.imag, ab[j], mb[j])
-                nbad += bad
+                nbad = max(nbad, np.int32(bad))
                 zb[j] = complex(re2, im2)
                 g = wb[j]
                 hb[j] = complex((v.real - beta * re2) * g, (v.imag - beta * im2) * g)
@@ -416,11 +416,11 @@ def _build(parallel: bool):  # pragma: no cover - compiled code
             kb = kf[lo:hi]
             wb = wf[lo:hi]
             ib = zb.copy()
-            nbad = 0
+            nbad = np.int32(0)
             for j in range(ib.size):
                 v = ib[j]
                 re2, im2, _ok, bad = project_fast(v.real, v.imag, ab[j], pb[j])
-                nbad += bad
+                nbad = max(nbad, np.int32(bad))
                 c = kb[j]
                 h = c > 0
                 r3 = re2 + c * v.real if h else re2

@@ -225,12 +225,16 @@ else 1)``; ``ok = m and good``; ``(re', im') = (re f, im f)`` where ``ok``, ``(r
 :func:`project_pixel`: the exact rule then has ``max(|re|, |im|)`` in ``[lo, hi]``, multiplies by
 1 (exact) and does the same operations.  Where ``bad`` the caller applies :func:`project_pixel`
 in a second, serial pass over the pixels :func:`fast_ok` rejects (rare: zero or extreme moduli),
-run only when it counted some; that pass must test :func:`fast_ok` on the *input* pixel (or a
+run only when the first pass flagged some; that pass must test :func:`fast_ok` on the *input* pixel (or a
 flag the first pass stored), not on the projected one: a pixel projected with a zero or tiny
 ``b`` fails :func:`fast_ok` as well, and re-projecting it changes bits (the sign of a zero).
 Numba only.  (Returning ``(re', im')`` already selected, rather
 than ``re f``, is what lets LLVM vectorise the caller's loop best: 97 us against 147 us for a
-256^2 complex64 projection on an AMD EPYC core.)
+256^2 complex64 projection on an AMD EPYC core.)  Callers flag the pass with
+``nbad = max(nbad, np.int32(bad))`` from ``nbad = np.int32(0)``: a 32-bit max, which numba's
+``prange`` accepts as a reduction.  The former ``nbad += bad`` summed in int64, and the 64-bit
+lanes made LLVM vectorise the whole loop 4 wide instead of 16 (ptychography's ``diff_row`` at
+128^2: 16.3 vs 13.8 us, at 480^2: 271 vs 179 us, one Intel Xeon core, the same bits).
 
 Examples
 --------

@@ -83,12 +83,12 @@ def fourier_project(zrow, arow, mrow, buf, drow):
     # measured pixels (0 elsewhere) for row_sums: |z| rounded once (IEEE square root of the
     # float32 |z|^2, the root the fast pass takes, so LLVM computes it once)
     n = zrow.size
-    nbad = 0
+    nbad = np.int32(0)
     zero = drow.dtype.type(0)  # (not arow[0] - arow[0]: NaN for an inf amplitude)
     for j in range(n):
         v = zrow[j]
         re2, im2, ok, bad = project_fast(v.real, v.imag, arow[j], mrow[j])
-        nbad += bad
+        nbad = max(nbad, np.int32(bad))
         buf[j] = complex(re2, im2)
         drow[j] = arow[j] - np.sqrt(v.real * v.real + v.imag * v.imag) if ok else zero
     if nbad:
@@ -230,12 +230,12 @@ def diff_row(zrow, arow, mrow, buf, drow):
     # into buf, the exact rule on the pixels it left (read from the unchanged row), then
     # z <- P(z) - z is written back; unmeasured pixels get 0.  drow as in fourier_project
     n = zrow.size
-    nbad = 0
+    nbad = np.int32(0)
     zero = drow.dtype.type(0)  # (not arow[0] - arow[0]: NaN for an inf amplitude)
     for j in range(n):
         v = zrow[j]
         re2, im2, ok, bad = project_fast(v.real, v.imag, arow[j], mrow[j])
-        nbad += bad
+        nbad = max(nbad, np.int32(bad))
         buf[j] = complex(re2 - v.real, im2 - v.imag)
         drow[j] = arow[j] - np.sqrt(v.real * v.real + v.imag * v.imag) if ok else zero
     if nbad:

@@ -164,7 +164,7 @@ def _unrolled_nostore(a, init, body, pairs):
     shift = {0: ["a2[i] = v0", "a3[i] = v1"],
              1: ["a2[i] = t2 * v2 + t0 * v0", "a3[i] = t3 * v3 + t1 * v1"],
              2: ["a2[i] = t0 * v0", "a3[i] = t1 * v1"]}
-    a("    nbad = 0")
+    a("    nbad = np.int32(0)")
     for mode, lines in shift.items():
         a(f"    if mode == {mode}:")
         a("        for i in range(zf.size):")
@@ -176,7 +176,7 @@ def _unrolled_nostore(a, init, body, pairs):
             a(f"{ind}{ln}")
         a(f"{ind}w = zf[i]")
         a(f"{ind}re2, im2, ok, bad = project_fast(w.real, w.imag, af[i], mf[i])")
-        a(f"{ind}nbad += bad")
+        a(f"{ind}nbad = max(nbad, np.int32(bad))")
         a(f"{ind}gmf[i] = complex(re2, im2)")
     # the exact rule on the rare pixels the fast pass leaves (zero or extreme |rho~|)
     a("    if nbad:")

@@ -259,11 +259,11 @@ def project_into(z, amp, meas, out):
     af = amp.ravel()
     mf = meas.ravel()
     of = out.ravel()
-    nbad = 0
+    nbad = np.int32(0)
     for i in range(zf.size):
         v = zf[i]
         re2, im2, ok, bad = project_fast(v.real, v.imag, af[i], mf[i])
-        nbad += bad
+        nbad = max(nbad, np.int32(bad))
         of[i] = complex(re2, im2)
     if nbad:  # the exact rule on the rare pixels the fast pass leaves (zero or extreme |z|)
         for i in range(zf.size):
@@ -395,7 +395,7 @@ def apply2p(z, gs, gm, gms, amp, meas, t0, t1):
     gmsf = gms.ravel()
     af = amp.ravel()
     mf = meas.ravel()
-    nbad = 0
+    nbad = np.int32(0)
     for i in range(zf.size):
         e = gmsf[i]
         u0 = e - gsf[i]
@@ -407,7 +407,7 @@ def apply2p(z, gs, gm, gms, amp, meas, t0, t1):
         gsf[i] = complex(gsf[i].real + r0, gsf[i].imag + i0)
         v = zf[i]  # rounded to the array's precision, as project_into reads it
         re2, im2, ok, bad = project_fast(v.real, v.imag, af[i], mf[i])
-        nbad += bad
+        nbad = max(nbad, np.int32(bad))
         gmf[i] = complex(re2, im2)
     if nbad:  # the exact rule on the rare pixels the fast pass leaves
         for i in range(zf.size):
