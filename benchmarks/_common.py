@@ -34,7 +34,7 @@ def set_threads(n: int) -> dict:
     numba first: launching numba's OpenMP thread pool calls ``omp_set_num_threads`` with numba's
     own count, which silently resets an earlier ``torch.set_num_threads`` (both share libgomp).
     """
-    from phasekit.core.device import set_cpu_threads
+    from phasekit.core.threads import set_cpu_threads
 
     torch_n, numba_n = set_cpu_threads(int(n))
     info = {"numba_threads": numba_n}

@@ -25,6 +25,7 @@ import weakref
 import numpy as np
 import torch
 
+from ..core.threads import PARALLEL_MIN_ELEMENTS
 from ..operators.projections import apply_constraints, modulus_projection_
 from .halfspectrum import project_half_reference, rfactor_numerator_half_reference
 
@@ -360,7 +361,7 @@ except ImportError:  # pragma: no cover - exercised only without numba
     HAVE_NUMBA = False
 
 #: arrays with at least this many elements use the multi-threaded kernels
-PARALLEL_THRESHOLD = 1 << 18
+PARALLEL_THRESHOLD = PARALLEL_MIN_ELEMENTS  # (core.threads: where a second thread pays)
 
 
 def _k(n: int):

@@ -504,8 +504,11 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
 @click.option("--force", is_flag=True, default=False,
               help="Run even when the estimated memory exceeds the available memory.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads for torch and the compiled kernels (default: torch's, usually "
-                   "the core count).  One thread can be faster for small problems.")
+              help="CPU threads for torch and the compiled kernels.  Default: one thread when "
+                   "the problem's operations hold fewer than 2^18 elements (a pattern smaller "
+                   "than 512x512, a ptychography frame and its modes, a small tomogram), where "
+                   "more threads only cost; else torch's count, usually the cores "
+                   "(docs/conventions.md, \"Threads\").")
 @pattern_options
 @tomo_options
 @ptycho_options
@@ -531,7 +534,7 @@ def reconstruct(ctx: click.Context, input_file, **values) -> None:
         config = load_config(values["config"])
         cfg_params = apply_config(ctx, values, config, values["config"])
     from_config = values.pop("_from_config", set())
-    from ..core.device import cpu_threads
+    from ..core.threads import cpu_threads
 
     with cpu_threads(values.get("threads")):
         _dispatch(ctx, input_file, values, cfg_params, from_config)

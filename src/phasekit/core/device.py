@@ -8,8 +8,6 @@
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 
@@ -70,55 +68,3 @@ def to_numpy(x) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy().copy()
     return np.asarray(x)
-
-
-def set_cpu_threads(n: int, numba_n: int | None = None) -> tuple[int, int | None]:
-    """Set torch's CPU thread count to ``n`` and numba's to ``numba_n`` (default ``n``, capped at
-    numba's pool size); return the counts in effect ``(torch, numba)`` (``numba`` None without
-    numba).  numba's is set first: starting its OpenMP pool resets torch's count, as both use
-    the same runtime.
-
-    Examples
-    --------
-    >>> old = torch.get_num_threads()
-    >>> set_cpu_threads(1)[0]
-    1
-    >>> _ = set_cpu_threads(old)
-    """
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba is optional at run time
-        numba = None
-    got_numba = None
-    if numba is not None:
-        numba.set_num_threads(min(int(n if numba_n is None else numba_n), numba.config.NUMBA_NUM_THREADS))
-        got_numba = numba.get_num_threads()
-    torch.set_num_threads(int(n))
-    return torch.get_num_threads(), got_numba
-
-
-@contextlib.contextmanager
-def cpu_threads(n: int | None):
-    """Run a block with ``n`` CPU threads for torch and for phasekit's numba kernels, then restore
-    the previous counts (``None``: leave them as they are); see :func:`set_cpu_threads`.  One
-    thread can be the faster choice for small problems (a 256^2 CDI step on one Intel Xeon core
-    took 0.34 ms with one thread and 0.45 ms with two; at 512^2 two threads were 1.5x faster).
-
-    Examples
-    --------
-    >>> with cpu_threads(1):
-    ...     torch.get_num_threads()
-    1
-    """
-    if n is None:
-        yield
-        return
-    n = int(n)
-    if n < 1:
-        raise InputError(f"threads must be >= 1, got {n}")
-    old_torch = torch.get_num_threads()  # (before numba's pool starts and resets it)
-    _, old_numba = set_cpu_threads(n)
-    try:
-        yield
-    finally:
-        set_cpu_threads(old_torch, old_numba)

@@ -8,12 +8,12 @@ See ``docs/architecture.md``.
 from .algorithm import Algorithm
 from .config import CallableParam, StrictConfig, validate_params
 from .driver import IterationState, load_checkpoint, run, save_checkpoint, solve
-from .problem import ExtraOutputs, Problem, SupportConstrained
+from .problem import ExtraOutputs, Problem, SupportConstrained, parallel_elements
 from .registry import MODALITIES, AlgorithmSpec, available, get_algorithm, register
 from .result import ReconResult, provenance
 from .schedule import Stage, build_stages, parse_schedule
 
 __all__ = ["Algorithm", "StrictConfig", "CallableParam", "validate_params", "IterationState",
            "run", "solve", "load_checkpoint", "save_checkpoint", "Problem", "SupportConstrained",
-           "ExtraOutputs", "MODALITIES", "AlgorithmSpec", "available", "get_algorithm", "register",
+           "ExtraOutputs", "parallel_elements", "MODALITIES", "AlgorithmSpec", "available", "get_algorithm", "register",
            "ReconResult", "provenance", "Stage", "build_stages", "parse_schedule"]

@@ -15,18 +15,21 @@ the architecture guide: ``callback(state)`` observes an :class:`IterationState`;
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..core.errors import ConfigError
 from ..core.rng import spawn_rngs
-from .problem import ExtraOutputs, SupportConstrained, check_problem
+from ..core.threads import auto_cpu_threads
+from .problem import ExtraOutputs, SupportConstrained, check_problem, parallel_elements
 from .registry import get_algorithm
 from .result import ReconResult, provenance
 from .schedule import Stage, build_stages
@@ -238,6 +241,10 @@ def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
     bar = _Progress(total=n_total * (starts - len(finished)), enabled=progress,
                     desc="+".join(s.algorithm for s in stages)[:40])
     stopped = False
+    # one CPU thread when the problem's parallel operations are small (core.threads)
+    threads = contextlib.ExitStack()
+    n_threads = threads.enter_context(auto_cpu_threads(
+        parallel_elements(problem, int(starts) if use_batch else 1), problem.device))
     t_run = time.perf_counter()
 
     def _snapshot(si, st_i, k_next, algo, history, best, g):
@@ -359,6 +366,7 @@ def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
                 break
     finally:
         bar.close()
+        threads.close()
     if problem.device.type == "cuda":
         torch.cuda.synchronize()
     total = time.perf_counter() - t_run
@@ -377,7 +385,7 @@ def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
         support=fin[0]["support"], history=fin[0]["history"], histories=[f["history"] for f in fin],
         n_iter=fin[0]["n_iter"], success=ok, message=msg, timings=timings,
         config={**(config or {}), "batched_starts": bool(use_batch)},
-        provenance=provenance(problem.device, config.get("seed") if config else None),
+        provenance=provenance(problem.device, config.get("seed") if config else None, threads=n_threads),
         probe=best_extras.get("probe"),
         extras={k: v for k, v in best_extras.items() if k != "probe"},
     )

@@ -28,6 +28,10 @@ Optional (checked with ``isinstance`` against the runtime protocols below):
     ``to_output`` of it.
 :class:`ExtraOutputs`
     ``extra_outputs(x) -> dict`` of further named arrays of a result (the ptychographic probe).
+``parallel_elements``
+    Elements of one parallel operation when they are not ``prod(shape)`` (ptychography: a
+    frame times its probe modes); below ``phasekit.core.threads.PARALLEL_MIN_ELEMENTS`` the
+    driver runs on one CPU thread (:func:`parallel_elements`).
 """
 from __future__ import annotations
 
@@ -67,6 +71,24 @@ class ExtraOutputs(Protocol):
     """A problem whose iterate carries more than one output array."""
 
     def extra_outputs(self, x: torch.Tensor) -> dict: ...
+
+
+def parallel_elements(problem, batch: int = 1) -> int:
+    """Elements of the problem's parallel operations (its FFTs, its fused passes), times the
+    ``batch`` of starts run together: ``problem.parallel_elements`` when the problem defines it
+    (a ptychography frame times its probe modes), else the product of ``problem.shape``.  The
+    driver runs on one CPU thread below ``phasekit.core.threads.PARALLEL_MIN_ELEMENTS``.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> parallel_elements(SimpleNamespace(shape=(64, 64)), batch=2)
+    8192
+    """
+    n = getattr(problem, "parallel_elements", None)
+    if n is None:
+        n = int(np.prod(problem.shape)) if len(problem.shape) else 1
+    return int(n) * int(batch)
 
 
 def check_problem(problem) -> None:

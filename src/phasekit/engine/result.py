@@ -81,8 +81,9 @@ class ReconResult:
                 f"message={self.message!r})")
 
 
-def provenance(device=None, seed=None) -> dict:
-    """Versions, device, host and date for a result file."""
+def provenance(device=None, seed=None, threads: int | None = None) -> dict:
+    """Versions, device, CPU threads (``threads``, default torch's current count), host and date
+    for a result file."""
     from .. import __version__
 
     return {
@@ -90,7 +91,7 @@ def provenance(device=None, seed=None) -> dict:
         "numpy": np.__version__, "python": platform.python_version(),
         "host": platform.node(), "machine": platform.machine(),
         "device": str(device) if device is not None else "cpu",
-        "threads": torch.get_num_threads(),
+        "threads": int(threads) if threads is not None else torch.get_num_threads(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "seed": seed if isinstance(seed, (int, type(None))) else str(seed),
     }

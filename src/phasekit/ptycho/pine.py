@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from ..core.errors import ConfigError
+from ..core.threads import outer_cpu_threads
 from ..engine import CallableParam
 from .engines import EPIE, EPIEConfig
 
@@ -164,7 +165,9 @@ class PINE(EPIE):
         O = self.O
         if self.rho == 0.0:
             return 0.0
-        with torch.no_grad():
+        # the run's thread count, not the one thread a small frame gets (core.threads): the
+        # denoiser works on the whole object, a network's convolutions on many channels
+        with torch.no_grad(), outer_cpu_threads():
             d = self.denoiser(O.detach().clone())
         d = torch.as_tensor(np.asarray(d) if not isinstance(d, torch.Tensor) else d)
         if tuple(d.shape) != tuple(O.shape):

@@ -15,7 +15,9 @@ import torch
 
 from ..core.device import real_dtype, resolve_device, to_numpy
 from ..core.errors import ConfigError, InputError
+from ..core.threads import PARALLEL_MIN_ELEMENTS
 from .geometry import as_euler, rotation_matrices
+from .kernels import PARALLEL_THRESHOLD
 from .metrics import r2_projections, rfactor_projections
 from .projectors import FourierSliceProjector, RealSpaceProjector
 
@@ -241,6 +243,17 @@ class TomoProblem:
     @property
     def n_proj(self) -> int:
         return int(self.projections.shape[0])
+
+    @property
+    def parallel_elements(self) -> int:
+        """The voxel-projection pairs of one projector call, scaled so that the driver keeps
+        its CPU threads (``phasekit.core.threads.PARALLEL_MIN_ELEMENTS``) exactly where the
+        compiled projectors switch to their parallel build (``tomo.kernels.PARALLEL_THRESHOLD``
+        pairs); below, the projectors are serial and only torch's small operations would be
+        threaded.  SIRT from 41 projections on an Intel Xeon: one thread 1.2x faster at 32^3,
+        two threads 1.1x / 1.3x faster at 48^3 / 64^3."""
+        pairs = int(np.prod(self.shape)) * self.n_proj
+        return pairs * PARALLEL_MIN_ELEMENTS // PARALLEL_THRESHOLD
 
     @property
     def det_shape(self) -> tuple[int, int]:
