@@ -15,6 +15,8 @@ benchmark                 what its claims compare
                           pty-chi where their environments are given
 ``tomo_speed``            RESIRE and SIRT per iteration / their FFT or projector parts, / ASTRA
 ``kmeans_speed``          one SBE k-means fit / one scikit-learn Lloyd fit
+``threads_auto``          a default run (the driver's thread choice) / the same run pinned to one
+                          thread and to every core, and two default runs at once / one alone
 ========================  =====================================================================
 
 A benchmark that fails or times out is reported as such (a claim that does not hold), never
@@ -39,7 +41,7 @@ from _common import (RESULTS, claim, claims_markdown, machine_meta, md_table, me
                      write_results)
 
 NAME = "speed_summary"
-BENCHMARKS = ("cdi_speed", "saddle_speed", "ptycho_speed", "tomo_speed", "kmeans_speed")
+BENCHMARKS = ("cdi_speed", "saddle_speed", "ptycho_speed", "tomo_speed", "kmeans_speed", "threads_auto")
 HERE = Path(__file__).resolve().parent
 
 
