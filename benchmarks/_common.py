@@ -110,6 +110,8 @@ def machine_meta(extra: dict | None = None) -> dict:
             "phasekit_fused_numba_kernels": bool(kernels.HAVE_NUMBA),
             "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+            "GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT"),
             "loadavg_at_start": loadavg(),
             "nice": os.nice(0) if hasattr(os, "nice") else None,
         },

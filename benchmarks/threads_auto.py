@@ -1,8 +1,8 @@
 """The driver's CPU thread choice (``phasekit.core.threads``): a default run against the same run
 pinned to one thread and to every core, and two default runs at once on the same cores.
 
-phasekit starts OpenMP with passive waiting (docs/conventions.md, "Threads"), so every torch
-operation on more than one thread pays a thread wake-up; below ``PARALLEL_MIN_ELEMENTS`` (2^18)
+phasekit starts OpenMP with passive waiting and a short spin (docs/conventions.md, "Threads"), so
+a torch operation on more than one thread may pay a thread wake-up; below ``PARALLEL_MIN_ELEMENTS`` (2^18)
 elements per operation the driver runs on one thread unless the caller pinned a count.  This
 script checks that rule where users meet it:
 
@@ -180,7 +180,6 @@ def main(argv=None):
     modes = ["auto", "1", str(ncores)]
     name = NAME + ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
     meta = machine_meta({"cores": ncores, "repeats": args.repeats, "block_s": args.block_s,
-                         "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
                          "PARALLEL_MIN_ELEMENTS": PARALLEL_MIN_ELEMENTS})
     runs, iters = {}, {}
     for c in cases:  # build, warm up and size the blocks
@@ -254,7 +253,8 @@ def main(argv=None):
     md = [f"# {NAME}: the driver's CPU thread choice", "", meta_markdown(meta), "",
           f"Time per iteration of whole driver runs (medians of {args.repeats} interleaved repeats); "
           f"`auto` is the default (torch's count {ncores}, not pinned), `1` / `{ncores}` pinned with "
-          "`cpu_threads`.  OMP_WAIT_POLICY=" + str(os.environ.get("OMP_WAIT_POLICY")) + ".", "",
+          "`cpu_threads`.  OMP_WAIT_POLICY=" + str(os.environ.get("OMP_WAIT_POLICY")) + ", GOMP_SPINCOUNT="
+          + str(os.environ.get("GOMP_SPINCOUNT")) + ".", "",
           md_table(["case", "elements / op", "auto threads", "auto ms", "1 thread ms", f"{ncores} threads ms",
                     "auto / best pinned", f"{ncores} threads / auto"], table), "",
           "Two worker processes started together (ms per iteration of each):", "",

@@ -122,3 +122,20 @@ def test_tomography_keeps_threads_where_its_projectors_go_parallel(two_unpinned)
     sim = simulate_tilt_series("vesicle", 16, np.arange(-60, 61, 20.0), rng=0)
     res = reconstruct(sim.projections, sim.angles, algorithm="sirt", n_iter=2, progress=False)
     assert res.provenance["threads"] == 1 and torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("env, expect", [({}, ("PASSIVE", "10000")),
+                                         ({"OMP_WAIT_POLICY": "ACTIVE"}, ("ACTIVE", None)),
+                                         ({"GOMP_SPINCOUNT": "5"}, ("PASSIVE", "5"))])
+def test_import_sets_passive_waiting_with_a_short_spin_unless_the_user_chose(env, expect):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    code = ("import json, os, phasekit; print(json.dumps([os.environ.get('OMP_WAIT_POLICY'), "
+            "os.environ.get('GOMP_SPINCOUNT')]))")
+    out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True,
+                         text=True, check=True, timeout=120)
+    assert tuple(json.loads(out.stdout)) == expect

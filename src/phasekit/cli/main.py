@@ -19,16 +19,11 @@ import shlex
 import sys
 import traceback
 
-# torch and numba each bring an OpenMP runtime.  With the default (active) wait policy the idle
-# threads of one spin while the other computes, which on a machine with few cores makes the
-# iterations up to ~100x slower, erratically.  Passive waiting removes that; it must be set
-# before torch or numba are imported (the commands import them lazily), and a value in the
-# environment wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import click
 
-import click  # noqa: E402
-
-from .. import __version__  # noqa: E402
+# (the OpenMP wait policy, passive with a short spin, is set by ``import phasekit``, which always
+# runs before this module and before torch or numba are imported: docs/conventions.md, "Threads")
+from .. import __version__
 
 LOGGER_NAME = "phasekit"
 EXIT_USER_ERROR = 2

@@ -1,9 +1,9 @@
 """CPU thread counts: set them, pin them, and let a run pick one thread when more only cost.
 
 torch and phasekit's numba kernels share one OpenMP runtime, which phasekit starts with passive
-waiting (``OMP_WAIT_POLICY=PASSIVE``, docs/conventions.md "Threads"): an idle thread sleeps and
-is woken for every parallel operation.  On the 2-core Intel Xeon hosts here a wake-up cost
-60-120 us per torch operation: with two threads a 64^2 FFT took 75 us instead of 8 us, and a
+waiting (``OMP_WAIT_POLICY=PASSIVE``, docs/conventions.md "Threads", since with a short spin,
+``GOMP_SPINCOUNT=10000``): an idle thread sleeps and is woken for a parallel operation.  On the
+2-core Intel Xeon hosts here a wake-up cost 60-120 us per torch operation (purely passive): with two threads a 64^2 FFT took 75 us instead of 8 us, and a
 HIO iteration took 0.20 / 0.27 / 0.73 / 2.07 / 7.4 ms at 64^2 / 128^2 / 256^2 / 512^2 / 1024^2
 against 0.032 / 0.073 / 0.33 / 2.06 / 15.5 ms with one thread.  Two threads pay from about
 2^18 elements per operation (512^2: 1.1x for HIO, 1.3-1.5x for GPS-R; 1024^2: 2.1x); below,
