@@ -9,7 +9,8 @@ script checks that rule where users meet it:
 * ``auto``: the default -- torch's count left at the core count, nothing pinned (what
   ``phasekit reconstruct`` without ``--threads`` and a plain ``phasekit.cdi.reconstruct`` do);
 * ``1`` and ``N`` (the core count): the same call inside ``phasekit.core.threads.cpu_threads(n)``
-  (``--threads n``); ``N`` is also what a default run did before the rule.
+  (``--threads n``); ``N`` is also the count a default run used before the rule (then with a
+  purely passive wait, which made it slower still: benchmarks/README.md).
 
 Cases (seed 0, single precision): CDI HIO on a random complex object in a centred half-size
 support at 64^2 ... 1024^2 (``phasekit.cdi.reconstruct``, metrics every iteration); ptychography
@@ -49,7 +50,7 @@ from _common import (
 import phasekit  # noqa: F401  (before torch: OpenMP wait policy)
 
 NAME = "threads_auto"
-TARGET_AUTO = 1.10  # auto / the faster pinned count
+TARGET_AUTO = 1.10  # the picked count / the other (pinned runs)
 HERE = Path(__file__).resolve()
 
 
@@ -203,16 +204,21 @@ def main(argv=None):
     for c in cases:
         t = {md: np.array(samples[(c, md)]) for md in modes}
         best = np.minimum(t["1"], t[str(ncores)])
+        chosen = str(used[(c, "auto")])  # the pinned run with the count the default picked
+        other = str(ncores) if chosen == "1" else "1"
         row = {"case": c, "elements": elements(c), "iterations_per_block": iters[c],
                "ms_per_iteration": {md: float(np.median(t[md]) * 1e3) for md in modes},
                "threads_used": {md: used[(c, md)] for md in modes},
+               "chosen_over_other": float(np.median(t[chosen] / t[other])),
+               "auto_over_same_count_pinned": float(np.median(t["auto"] / t[chosen])),
                "auto_over_best_pinned": float(np.median(t["auto"] / best)),
                "all_cores_over_auto": float(np.median(t[str(ncores)] / t["auto"])),
                "one_over_all_cores": float(np.median(t["1"] / t[str(ncores)]))}
         rows.append(row)
         ms = row["ms_per_iteration"]
         table.append([c, row["elements"], row["threads_used"]["auto"], ms["auto"], ms["1"],
-                      ms[str(ncores)], row["auto_over_best_pinned"], row["all_cores_over_auto"]])
+                      ms[str(ncores)], row["chosen_over_other"], row["auto_over_same_count_pinned"],
+                      row["all_cores_over_auto"]])
     # two default runs at once (the test suite's two workers, two users' jobs on one host)
     conc = []
     for c in (["cdi:64", "ptycho:128"] if args.quick else ["cdi:64", "cdi:256", "ptycho:128"]):
@@ -226,17 +232,21 @@ def main(argv=None):
         print(f"concurrent {c}: {entry}", flush=True)
 
     claims = []
-    worst = max(rows, key=lambda r: r["auto_over_best_pinned"])
+    worst = max(rows, key=lambda r: r["chosen_over_other"])
     claims.append(claim(
-        f"a default run is within {TARGET_AUTO}x of the faster of one thread and {ncores} pinned "
-        f"threads in every case", worst["auto_over_best_pinned"] <= TARGET_AUTO,
-        "auto / best pinned: " + ", ".join(f"{r['case']} {r['auto_over_best_pinned']:.2f}" for r in rows)))
+        f"in every case the default picks the faster of one thread and {ncores} threads, or one "
+        f"within {TARGET_AUTO}x of it (pinned runs, the picked count / the other)",
+        worst["chosen_over_other"] <= TARGET_AUTO,
+        "picked / other: " + ", ".join(f"{r['case']} ({r['threads_used']['auto']}) "
+                                       f"{r['chosen_over_other']:.2f}" for r in rows)
+        + "; default / pinned to the same count: "
+        + ", ".join(f"{r['auto_over_same_count_pinned']:.2f}" for r in rows)))
     small = [r for r in rows if r["elements"] < PARALLEL_MIN_ELEMENTS]
     if small:
         lo = min(r["all_cores_over_auto"] for r in small)
         claims.append(claim(
             f"below {PARALLEL_MIN_ELEMENTS} elements per operation a default run is at least 1.2x "
-            f"faster than on {ncores} threads (the default before the rule)", lo >= 1.2,
+            f"faster than the same run pinned to {ncores} threads", lo >= 1.2,
             ", ".join(f"{r['case']} {r['all_cores_over_auto']:.2f}x" for r in small)))
     for e in conc:
         both = max(e["two_at_once_auto_ms"])
@@ -256,7 +266,8 @@ def main(argv=None):
           "`cpu_threads`.  OMP_WAIT_POLICY=" + str(os.environ.get("OMP_WAIT_POLICY")) + ", GOMP_SPINCOUNT="
           + str(os.environ.get("GOMP_SPINCOUNT")) + ".", "",
           md_table(["case", "elements / op", "auto threads", "auto ms", "1 thread ms", f"{ncores} threads ms",
-                    "auto / best pinned", f"{ncores} threads / auto"], table), "",
+                    "picked / other count (pinned)", "auto / pinned to the same count",
+                    f"{ncores} threads / auto"], table), "",
           "Two worker processes started together (ms per iteration of each):", "",
           md_table(["case", "alone (default)", "two at once, default", f"two at once, {ncores} threads each"],
                    [[e["case"], e["alone_auto_ms"], ", ".join(f"{v:.3g}" for v in e["two_at_once_auto_ms"]),
