@@ -139,3 +139,15 @@ def test_import_sets_passive_waiting_with_a_short_spin_unless_the_user_chose(env
     out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True,
                          text=True, check=True, timeout=120)
     assert tuple(json.loads(out.stdout)) == expect
+
+
+def test_counts_are_restored_when_a_run_fails(two_unpinned, small_cdi):
+    p = _small_cdi(small_cdi)
+
+    def boom(state):
+        assert torch.get_num_threads() == 1
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        solve(p, algorithm="er", n_iter=5, rng=0, callback=boom)
+    assert torch.get_num_threads() == 2 and not threads._state["outer"]
