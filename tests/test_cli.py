@@ -387,6 +387,7 @@ def test_reconstruct_threads_option(data_file, tmp_path):
                  "--out", out)
     assert res.exit_code == 0, res.stderr
     assert read_result(out)["provenance"]["threads"] == 1
+    assert "iterations, 1 CPU thread)" in res.stdout  # the summary says what the run used
     assert torch.get_num_threads() == before
     bad = invoke("reconstruct", data_file, "--threads", 0, "--out", tmp_path / "x.cxi")
     assert bad.exit_code == 2 and "--threads" in bad.stderr and not (tmp_path / "x.cxi").exists()

@@ -326,3 +326,20 @@ def write_figure(path, plot, *args, **kwargs) -> bool:
         log.warning("could not write the figure %s: %s (the result is saved)", path,
                     " ".join(str(exc).split()) or type(exc).__name__)
         return False
+
+
+def threads_note(result, sep: str = ", ") -> str:
+    """``", 1 CPU thread"`` for a summary line: the CPU threads a run used (from its provenance;
+    empty on CUDA or when unknown).  Small problems run on one thread (phasekit.core.threads).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> threads_note(SimpleNamespace(provenance={"device": "cpu", "threads": 2}))
+    ', 2 CPU threads'
+    """
+    prov = getattr(result, "provenance", None) or {}
+    n = prov.get("threads")
+    if n is None or not str(prov.get("device", "cpu")).startswith("cpu"):
+        return ""
+    return f"{sep}{int(n)} CPU thread{'s' if int(n) != 1 else ''}"

@@ -414,7 +414,10 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
     if disc:
         echo("support: " + discrepancy_line(disc))
     per_it = t.get("per_iteration_s", float("nan"))
-    echo(f"time:    {wall:.2f} s, {per_it * 1e3:.3g} ms/iteration ({n_done} iterations)")
+    from .outputs import threads_note
+
+    echo(f"time:    {wall:.2f} s, {per_it * 1e3:.3g} ms/iteration ({n_done} iterations"
+         f"{threads_note(result)})")
     if err is not None:
         echo(f"truth:   aligned relative error {err:.4f}, R_real {rreal:.4f}")
     elif truth_note:

@@ -244,6 +244,8 @@ def _run_tomo(input_file, values: dict, params: dict, given, alg: str, plan, ech
         line += (f", relative error {metrics['relative_error']:.4g}, FSC crosses 0.5 at "
                  f"{_cross(metrics['fsc_05'])} / 0.143 at {_cross(metrics['fsc_0143'])} "
                  "(fraction of Nyquist)")
-    echo(line + f", {wall:.3g} s")
+    from .outputs import threads_note
+
+    echo(line + f", {wall:.3g} s{threads_note(result)}")
     echo(f"wrote:   {', '.join(written)}")
     return {"result": result, "out": out, "metrics": metrics}
