@@ -13,9 +13,7 @@ script checks that rule where users meet it:
   purely passive wait, which made it slower still: benchmarks/README.md).
 
 Cases (seed 0, single precision): CDI HIO on a random complex object in a centred half-size
-support at 64^2 ... 1024^2 (``phasekit.cdi.reconstruct``, metrics every iteration), and four
-starts at 256^2 (``cdi4``: the automatic choice batches them onto the threads where one start would
-run on one; times per iteration of the four); ptychography
+support at 64^2 ... 1024^2 (``phasekit.cdi.reconstruct``, metrics every iteration); ptychography
 ePIE on a raster scan with 64^2 / 128^2 / 256^2 frames (``phasekit.engine.solve``); tomography
 SIRT, 41 projections of a 32^3 / 64^3 vesicle (``phasekit.tomo.reconstruct``).  Every block is
 a whole driver run; the blocks of one repeat run in a shuffled order and the ratios are taken
@@ -67,7 +65,7 @@ def parse_args(argv=None):
 
 
 # --------------------------------------------------------------------------- cases
-def cdi_case(n, starts=1):
+def cdi_case(n):
     from phasekit.cdi.api import reconstruct
     from phasekit.cdi.problem import CDIProblem
 
@@ -79,7 +77,7 @@ def cdi_case(n, starts=1):
     support = np.zeros((n, n), bool)
     support[sl] = True
     p = CDIProblem.from_arrays(intensity.astype(np.float32), support)
-    return lambda m: reconstruct(p, algorithm="hio", n_iter=m, starts=starts, rng=0, progress=False)
+    return lambda m: reconstruct(p, algorithm="hio", n_iter=m, rng=0, progress=False)
 
 
 def ptycho_case(frame):
@@ -112,8 +110,6 @@ def tomo_case(n):
 
 def make_case(name):
     kind, size = name.split(":")
-    if kind == "cdi4":  # four starts (the automatic choice batches them where that gets threads)
-        return cdi_case(int(size), starts=4)
     return {"cdi": cdi_case, "ptycho": ptycho_case, "tomo": tomo_case}[kind](int(size))
 
 
@@ -127,8 +123,6 @@ def elements(name):
     n = int(size)
     if kind == "tomo":  # voxel-projection pairs, scaled to the projectors' parallel threshold
         return TomoProblem.parallel_elements.fget(SimpleNamespace(shape=(n, n, n), n_proj=41))
-    if kind == "cdi4":  # the batch of four starts
-        return 4 * n * n
     return n * n  # a CDI pattern; a ptychography frame (one probe mode)
 
 
@@ -179,10 +173,10 @@ def main(argv=None):
     torch.set_num_threads(ncores)  # torch's own default, not pinned
     assert not threads_pinned()
     if args.quick:
-        cases = ["cdi:64", "cdi:256", "cdi4:256", "cdi:1024", "ptycho:128", "tomo:32"]
+        cases = ["cdi:64", "cdi:256", "cdi:1024", "ptycho:128", "tomo:32"]
         args.repeats = min(args.repeats, 3)
     else:
-        cases = ["cdi:64", "cdi:128", "cdi:256", "cdi4:256", "cdi:512", "cdi:1024", "ptycho:64", "ptycho:128",
+        cases = ["cdi:64", "cdi:128", "cdi:256", "cdi:512", "cdi:1024", "ptycho:64", "ptycho:128",
                  "ptycho:256", "tomo:32", "tomo:64"]
     modes = ["auto", "1", str(ncores)]
     name = NAME + ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")

@@ -151,26 +151,3 @@ def test_counts_are_restored_when_a_run_fails(two_unpinned, small_cdi):
     with pytest.raises(RuntimeError, match="interrupted"):
         solve(p, algorithm="er", n_iter=5, rng=0, callback=boom)
     assert torch.get_num_threads() == 2 and not threads._state["outer"]
-
-
-def test_starts_batch_onto_the_threads_one_start_would_not_get(two_unpinned):
-    """4 starts of a 256^2 pattern: one start is below the thread threshold, the batch of four
-    is not, so the automatic choice batches them onto two threads; the images and R-factors
-    equal the starts run one after another on one thread, bit for bit."""
-    n = 256
-    rng = np.random.default_rng(3)
-    obj = np.zeros((n, n), np.complex64)
-    obj[96:160, 100:156] = rng.random((64, 56)) * np.exp(1j * rng.random((64, 56)))
-    I = (np.abs(np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(obj)))) ** 2 / n / n).astype(np.float32)
-    sup = np.abs(obj) > 0
-    p = CDIProblem.from_arrays(I, sup)
-    assert parallel_elements(p) < PARALLEL_MIN_ELEMENTS <= parallel_elements(p, 4)
-    auto = solve(p, algorithm="hio", n_iter=12, starts=4, rng=5)
-    seq = solve(p, algorithm="hio", n_iter=12, starts=4, rng=5, batch_starts=False)
-    assert auto.config["batched_starts"] and auto.provenance["threads"] == 2
-    assert not seq.config["batched_starts"] and seq.provenance["threads"] == 1
-    assert auto.rfactors == seq.rfactors
-    for a, b in zip(auto.images, seq.images):
-        assert np.array_equal(a, b)
-    with cpu_threads(1):  # one thread: no batch for threads' sake (the 128^2 rule applies)
-        assert not p.prefers_batch(4)

@@ -9,7 +9,6 @@ import torch
 
 from ..core.device import complex_dtype, real_dtype, resolve_device, to_numpy
 from ..core.errors import InputError
-from ..core.threads import PARALLEL_MIN_ELEMENTS
 from ..core.fft import fftw, from_work, ifftw, irfftw, rfftw, to_work
 
 
@@ -315,32 +314,17 @@ class CDIProblem:
         nor, on the CPU, complex-path images above :data:`BATCH_COMPLEX_MAX_PIXELS` (128^2);
         there the starts run one after another unless ``batch_starts=True``.  Any size on a GPU.
 
-        On a CPU with more than one thread, a batch is preferred when it reaches
-        ``phasekit.core.threads.PARALLEL_MIN_ELEMENTS`` while one image does not: the driver
-        then runs the batch on the threads a single start would not get (docs/conventions.md,
-        "Threads").  On the 2-core Intel Xeon host ER / HIO / RAAR gained 1.08-1.20x for 4 starts
-        of 256^2, 8 of 192^2 and 16 of 128^2 (complex path) over starts run one after another on
-        one thread.
-
         Examples
         --------
         >>> import numpy as np
-        >>> from phasekit.core.threads import cpu_threads
         >>> I, s = np.ones((256, 256)), np.ones((256, 256), bool)
-        >>> with cpu_threads(1):
-        ...     CDIProblem.from_arrays(I, s).prefers_batch(4), CDIProblem.from_arrays(I, s, real=True).prefers_batch(4)
-        (False, True)
-        >>> with cpu_threads(2):
-        ...     CDIProblem.from_arrays(I, s).prefers_batch(2), CDIProblem.from_arrays(I, s).prefers_batch(4)
+        >>> CDIProblem.from_arrays(I, s).prefers_batch(4), CDIProblem.from_arrays(I, s, real=True).prefers_batch(4)
         (False, True)
         """
         if int(n) <= 1 or self.batch_by_image():
             return False
         cpu = self.device.type == "cpu"
-        px = int(np.prod(self.shape))
-        if cpu and torch.get_num_threads() > 1 and px < PARALLEL_MIN_ELEMENTS <= int(n) * px:
-            return True  # the batch gets the threads one start would not (core.threads)
-        return not (cpu and not self.use_rfft and px > BATCH_COMPLEX_MAX_PIXELS)
+        return not (cpu and not self.use_rfft and int(np.prod(self.shape)) > BATCH_COMPLEX_MAX_PIXELS)
 
     def batch_memory(self, n: int) -> int:
         """Peak bytes of ``n`` starts run as one batch (the engine's batched path compares it
