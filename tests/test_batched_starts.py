@@ -310,3 +310,20 @@ def test_long_float32_hio_batched_stays_with_sequential(pattern, real):
     sup = np.roll(np.abs(obj) > 0, 1, 0) | (np.abs(obj) > 0)
     seq, bat = _both(I, support=sup, algorithm="hio", n_iter=300, starts=3, rng=5, real=real)
     _assert_same(seq, bat, 1e-4, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("real", [False, True], ids=["complex", "rfft"])
+def test_cuda_batched_equals_sequential_and_cpu(pattern, real):
+    # on a GPU the automatic choice batches any size (CDIProblem.prefers_batch); the batch is one
+    # (N, H, W) problem on the device.  Double precision: the same results as the sequential
+    # device starts and as the CPU run, within rounding
+    _, I = pattern
+    kw = dict(algorithm="hio", n_iter=16, starts=3, rng=5, real=real, precision="double",
+              er_tail=0.25, shrinkwrap={"every": 4, "start_thresholds": (0.1, 0.05, 0.08)})
+    seq, bat = _both(I, _loose(I), device="cuda", **kw)
+    _assert_same(seq, bat, 1e-9)
+    auto = reconstruct(I, _loose(I), device="cuda", progress=False, **kw)
+    assert auto.config["batched_starts"] is True
+    cpu = reconstruct(I, _loose(I), batch_starts=False, progress=False, **kw)
+    _assert_same(cpu, bat, 1e-8)
