@@ -70,29 +70,33 @@ class ProjectionAlgorithm(Algorithm):
         if isinstance(self.y, torch.Tensor):
             self.y = self.problem.as_iterate(self.y)
 
-    def keep_transform(self, z) -> None:
+    def keep_transform(self, z, projected: bool = False) -> None:
         """Keep ``z``, the transform of the current iterate that a metric has just taken (the
         batched or the per-image transforms of a batch), for the next step's first FFT (ER: see
-        :meth:`ErrorReduction.metrics <phasekit.cdi.er.ErrorReduction.metrics>`)."""
-        self._fx = (z, self.x, self.x._version)
+        :meth:`ErrorReduction.metrics <phasekit.cdi.er.ErrorReduction.metrics>`); ``projected``:
+        ``z`` is already modulus-projected (a single image), so the step goes on to its inverse
+        FFT."""
+        self._fx = (z, self.x, self.x._version, bool(projected))
 
     def _kept_transform(self):
-        """The transform :meth:`keep_transform` kept, if it is of this very iterate (the same
-        tensor, not modified in place since); used once, so any later step transforms again."""
+        """``(z, projected)``: the transform :meth:`keep_transform` kept, if it is of this very
+        iterate (the same tensor, not modified in place since), else ``(None, False)``; used
+        once, so any later step transforms again."""
         fx, self._fx = getattr(self, "_fx", None), None
         if fx is not None and fx[1] is self.x and fx[2] == self.x._version:
-            return fx[0]
-        return None
+            return fx[0], fx[3]
+        return None, False
 
     def fourier_step(self) -> torch.Tensor:
         """``y = P_m x`` (one FFT pair); unmeasured Fourier pixels keep their value.  On the
         real-FFT path ``y = Re P_m x`` from the half spectrum."""
         p = self.problem
         batched = self.batched
-        kept = self._kept_transform()
+        kept, projected = self._kept_transform()
         if p.use_rfft:
             z = p.rfft_half(self.x) if kept is None else kept
-            (fourier_project_half_batch if batched else fourier_project_half)(z, p.half())
+            if not projected:
+                (fourier_project_half_batch if batched else fourier_project_half)(z, p.half())
             if batched:
                 # the inverse image by image, at every size: a batched inverse real transform is
                 # not the single one to the bit on every CPU (MKL's column transforms over a
@@ -106,7 +110,8 @@ class ProjectionAlgorithm(Algorithm):
                 self.y = p.irfft_half(z, overwrite=True)
             return self.y
         z = p.fft(self.x) if kept is None else kept
-        (fourier_project_batch if batched else fourier_project)(z, p.amp, p.measured)
+        if not projected:
+            (fourier_project_batch if batched else fourier_project)(z, p.amp, p.measured)
         self.y = p.ifft(z)
         return self.y
 
@@ -126,7 +131,7 @@ class ProjectionAlgorithm(Algorithm):
         p = self.problem
         if self.y is None or self.y.shape != self.x.shape:
             self.y = torch.empty_like(self.x)
-        kept = self._kept_transform()  # one transform per image here
+        kept, _ = self._kept_transform()  # one transform per image here (not projected)
         for i, (xi, yi, si) in enumerate(zip(self.x, self.y, p.support)):
             if p.use_rfft:
                 z = p.rfft_half(xi) if kept is None else kept[i]

@@ -44,12 +44,8 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
     @strict
     def fourier_project(z, amp, meas):
         # the fast pass (bits of project_pixel where it applies), then the exact rule on the rare
-        # pixels it leaves unchanged (zero, tiny, huge, non-finite): see operators/modulus.py.
-        # Block by block; the fast pass leaves those pixels as they were and marks them in a
-        # block mask, and the fix-up takes the marked ones (not a fast_ok test after the pass:
-        # a pixel projected onto a zero or tiny amplitude fails fast_ok afterwards, and
-        # projecting it again would change its bits).  The mask replaced a copy of the block's
-        # input: 57 -> 47 us for 256^2 complex64 (one Intel Xeon core), the same bits.
+        # pixels it leaves unchanged (zero, tiny, huge, non-finite): see operators/modulus.py and
+        # _project_block.  Block by block (32 KiB of complex64, in L1 for the fix-up)
         zf = z.ravel()
         af = amp.ravel()
         mf = meas.ravel()
@@ -57,23 +53,28 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
         for bi in rng((n + _BLOCK - 1) // _BLOCK):
             lo = bi * _BLOCK
             hi = min(lo + _BLOCK, n)
+            _project_block(zf[lo:hi], af[lo:hi], mf[lo:hi])
+
+    @strict
+    def fourier_project_r(z, amp, meas):
+        # fourier_project, and the R-factor numerator of the input z (rfactor_numerator's
+        # value to the bit: the same block sums, taken from each block before it is projected,
+        # while it is in L1) -- one pass over z from memory instead of two (ER's metrics)
+        zf = z.ravel()
+        af = amp.ravel()
+        mf = meas.ravel()
+        n = zf.size
+        nb = (n + _BLOCK - 1) // _BLOCK
+        sub = np.empty(nb)
+        for bi in rng(nb):
+            lo = bi * _BLOCK
+            hi = min(lo + _BLOCK, n)
             zb = zf[lo:hi]
             ab = af[lo:hi]
             mb = mf[lo:hi]
-            kb = np.empty(zb.size, np.bool_)  # the pixels the fast pass left
-            nbad = np.int32(0)
-            for j in range(zb.size):
-                v = zb[j]
-                re2, im2, ok, bad = project_fast(v.real, v.imag, ab[j], mb[j])
-                nbad = max(nbad, np.int32(bad))
-                kb[j] = bad
-                zb[j] = complex(re2, im2)  # (v itself where bad)
-            if nbad:
-                for j in range(zb.size):
-                    if kb[j]:
-                        v = zb[j]
-                        re2, im2 = project_pixel(v.real, v.imag, ab[j])
-                        zb[j] = complex(re2, im2)
+            sub[bi] = _rsum_block(zb, ab, mb)
+            _project_block(zb, ab, mb)
+        return _total(sub)
 
     # the ER / HIO / RAAR rules on complex arrays.  Scalars come in the arrays' real type and
     # ``zero`` replaces the literal 0 (numba promotes ``float32 * 0`` and a float64 ``beta`` to
@@ -148,33 +149,22 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
 
     @numba.njit(fastmath=True, cache=True, parallel=parallel)
     def rfactor_numerator(z, amp, meas):
-        # fixed blocks of REDUCE_BLOCK elements, each summed by the same (vectorised) loop, the
-        # partial sums added in block order: the result does not depend on the number of threads.
-        # The block is taken as slices and indexed from 0: a loop over range(lo, hi) on the whole
-        # arrays was vectorised with gathers on an AVX-512 Xeon and took 4x longer (88 vs 22 us,
-        # 256^2 complex64, one core, the same sum)
+        # fixed blocks of _BLOCK pixels, each summed by _rsum_block, the block sums added in
+        # block order (_total): the result does not depend on the number of threads, and is the
+        # one fourier_project_r takes on its way (blocks as slices indexed from 0: a loop over
+        # range(lo, hi) on the whole arrays was vectorised with gathers on an AVX-512 Xeon and
+        # took 4x longer)
         zf = z.ravel()
         af = amp.ravel()
         mf = meas.ravel()
         n = zf.size
-        nb = (n + REDUCE_BLOCK - 1) // REDUCE_BLOCK
-        part = np.zeros(nb)
-        for k in rng(nb):
-            lo = k * REDUCE_BLOCK
-            hi = min(lo + REDUCE_BLOCK, n)
-            zb = zf[lo:hi]
-            ab = af[lo:hi]
-            mb = mf[lo:hi]
-            acc = 0.0  # float64 accumulator
-            for i in range(zb.size):
-                v = zb[i]
-                d = abs(np.sqrt(v.real * v.real + v.imag * v.imag) - ab[i])
-                acc += d if mb[i] else d * 0
-            part[k] = acc
-        tot = 0.0
-        for k in range(nb):
-            tot += part[k]
-        return tot
+        nb = (n + _BLOCK - 1) // _BLOCK
+        sub = np.empty(nb)
+        for bi in rng(nb):
+            lo = bi * _BLOCK
+            hi = min(lo + _BLOCK, n)
+            sub[bi] = _rsum_block(zf[lo:hi], af[lo:hi], mf[lo:hi])
+        return _total(sub)
 
     @strict
     def gps_primal(out, z, fy, amp, meas, t, eps):
@@ -242,28 +232,30 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
         for bi in rng((n + _BLOCK - 1) // _BLOCK):
             lo = bi * _BLOCK
             hi = min(lo + _BLOCK, n)
+            _project_half_block(zf[lo:hi], af[lo:hi], pf[lo:hi], kf[lo:hi])
+
+    @strict
+    def fourier_project_half_r(z, amp, proj, keep, a1, m1, a2, m2):
+        # fourier_project_half, and rfactor_numerator_half of the input z (to the bit), as
+        # fourier_project_r
+        zf = z.ravel()
+        af = amp.ravel()
+        pf = proj.ravel()
+        kf = keep.ravel()
+        a1f = a1.ravel()
+        m1f = m1.ravel()
+        a2f = a2.ravel()
+        m2f = m2.ravel()
+        n = zf.size
+        nb = (n + _BLOCK - 1) // _BLOCK
+        sub = np.empty(nb)
+        for bi in rng(nb):
+            lo = bi * _BLOCK
+            hi = min(lo + _BLOCK, n)
             zb = zf[lo:hi]
-            ab = af[lo:hi]
-            pb = pf[lo:hi]
-            kb = kf[lo:hi]
-            xb = np.empty(zb.size, np.bool_)  # the pixels the fast pass left (as they were)
-            nbad = np.int32(0)
-            for j in range(zb.size):
-                v = zb[j]
-                re2, im2, ok, bad = project_fast(v.real, v.imag, ab[j], pb[j])
-                nbad = max(nbad, np.int32(bad))
-                xb[j] = bad
-                c = kb[j]
-                h = (c > 0) & (not bad)
-                zb[j] = complex(re2 + c * v.real if h else re2, im2 + c * v.imag if h else im2)
-            if nbad:
-                for j in range(zb.size):
-                    if xb[j]:
-                        v = zb[j]
-                        re2, im2 = project_pixel(v.real, v.imag, ab[j])
-                        c = kb[j]
-                        h = c > 0
-                        zb[j] = complex(re2 + c * v.real if h else re2, im2 + c * v.imag if h else im2)
+            sub[bi] = _rsum_half_block(zb, a1f[lo:hi], m1f[lo:hi], a2f[lo:hi], m2f[lo:hi])
+            _project_half_block(zb, af[lo:hi], pf[lo:hi], kf[lo:hi])
+        return _total(sub)
 
     # the ER / HIO / RAAR rules on real arrays (a real object on real FFTs).  Written branch-free
     # (bitwise & |, no short-circuit) and with beta, c in the arrays' dtype (the caller casts):
@@ -309,39 +301,25 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
     @numba.njit(fastmath=True, cache=True, parallel=parallel)
     def rfactor_numerator_half(z, a1, m1, a2, m2):
         # the R-factor numerator from the half spectrum: paired columns count twice (m2); fixed
-        # blocks as rfactor_numerator (thread-count independent)
+        # blocks as rfactor_numerator (thread-count independent; fourier_project_half_r's value)
         zf = z.ravel()
-        af = a1.ravel()
-        mf = m1.ravel()
-        bf = a2.ravel()
-        nf = m2.ravel()
+        a1f = a1.ravel()
+        m1f = m1.ravel()
+        a2f = a2.ravel()
+        m2f = m2.ravel()
         n = zf.size
-        nb = (n + REDUCE_BLOCK - 1) // REDUCE_BLOCK
-        part = np.zeros(nb)
-        for k in rng(nb):
-            lo = k * REDUCE_BLOCK
-            hi = min(lo + REDUCE_BLOCK, n)
-            zb = zf[lo:hi]  # slices indexed from 0, as rfactor_numerator
-            ab = af[lo:hi]
-            mb = mf[lo:hi]
-            bb = bf[lo:hi]
-            nb_ = nf[lo:hi]
-            acc = 0.0
-            for i in range(zb.size):
-                v = zb[i]
-                az = np.sqrt(v.real * v.real + v.imag * v.imag)
-                d1 = abs(az - ab[i])
-                d2 = abs(az - bb[i])
-                acc += (d1 if mb[i] else d1 * 0) + (d2 if nb_[i] else d2 * 0)
-            part[k] = acc
-        tot = 0.0
-        for k in range(nb):
-            tot += part[k]
-        return tot
+        nb = (n + _BLOCK - 1) // _BLOCK
+        sub = np.empty(nb)
+        for bi in rng(nb):
+            lo = bi * _BLOCK
+            hi = min(lo + _BLOCK, n)
+            sub[bi] = _rsum_half_block(zf[lo:hi], a1f[lo:hi], m1f[lo:hi], a2f[lo:hi], m2f[lo:hi])
+        return _total(sub)
 
     return (fourier_project, er_update, hio_update, raar_update, rfactor_numerator, gps_primal,
             gps_dual, scale_real, fourier_project_half, er_update_r, hio_update_r, raar_update_r,
-            rfactor_numerator_half, er_update_l, hio_update_l, raar_update_l)
+            rfactor_numerator_half, er_update_l, hio_update_l, raar_update_l, fourier_project_r,
+            fourier_project_half_r)
 
 
 #: block length of the deterministic (thread-count independent) reductions
@@ -353,6 +331,89 @@ try:  # numba is optional at run time: fall back to the torch reference
     import numba
 
     from ..operators.modulus import fast_ok, project_fast, project_pixel
+
+    # block helpers of the projection and R-factor kernels: module-level functions (numba's
+    # on-disk cache keys a kernel that calls closure-defined kernels on the pickled closure, and
+    # never finds it), each compiled with its own floating-point flags
+    _strict1 = numba.njit(fastmath=False, error_model="numpy", cache=True)
+    _fast1 = numba.njit(fastmath=True, cache=True)
+
+    @_strict1
+    def _project_block(zb, ab, mb):  # pragma: no cover - compiled code
+        # the fast pass (bits of project_pixel where it applies), then the exact rule on the rare
+        # pixels it leaves unchanged (zero, tiny, huge, non-finite): see operators/modulus.py.
+        # The fast pass leaves those pixels as they were and marks them in a block mask, and the
+        # fix-up takes the marked ones (not a fast_ok test after the pass: a pixel projected
+        # onto a zero or tiny amplitude fails fast_ok afterwards, and projecting it again would
+        # change its bits).  The mask replaced a copy of the block's input: 57 -> 47 us for
+        # 256^2 complex64 (one Intel Xeon core), the same bits.
+        kb = np.empty(zb.size, np.bool_)  # the pixels the fast pass left
+        nbad = np.int32(0)
+        for j in range(zb.size):
+            v = zb[j]
+            re2, im2, _ok, bad = project_fast(v.real, v.imag, ab[j], mb[j])
+            nbad = max(nbad, np.int32(bad))
+            kb[j] = bad
+            zb[j] = complex(re2, im2)  # (v itself where bad)
+        if nbad:
+            for j in range(zb.size):
+                if kb[j]:
+                    v = zb[j]
+                    re2, im2 = project_pixel(v.real, v.imag, ab[j])
+                    zb[j] = complex(re2, im2)
+
+    @_strict1
+    def _project_half_block(zb, ab, pb, kb):  # pragma: no cover - compiled code
+        # the half-spectrum projection of one block: P~(z; amp) + keep z on proj pixels
+        xb = np.empty(zb.size, np.bool_)  # the pixels the fast pass left (as they were)
+        nbad = np.int32(0)
+        for j in range(zb.size):
+            v = zb[j]
+            re2, im2, _ok, bad = project_fast(v.real, v.imag, ab[j], pb[j])
+            nbad = max(nbad, np.int32(bad))
+            xb[j] = bad
+            c = kb[j]
+            h = (c > 0) & (not bad)
+            zb[j] = complex(re2 + c * v.real if h else re2, im2 + c * v.imag if h else im2)
+        if nbad:
+            for j in range(zb.size):
+                if xb[j]:
+                    v = zb[j]
+                    re2, im2 = project_pixel(v.real, v.imag, ab[j])
+                    c = kb[j]
+                    h = c > 0
+                    zb[j] = complex(re2 + c * v.real if h else re2, im2 + c * v.imag if h else im2)
+
+    @_fast1
+    def _rsum_block(zb, ab, mb):  # pragma: no cover - compiled code
+        # sum over the measured pixels of a block of | |z| - b |, in float64 (vectorised and
+        # reassociated: the same bits run to run on a host, and in every kernel that calls it)
+        acc = 0.0
+        for i in range(zb.size):
+            v = zb[i]
+            d = abs(np.sqrt(v.real * v.real + v.imag * v.imag) - ab[i])
+            acc += d if mb[i] else d * 0
+        return acc
+
+    @_fast1
+    def _rsum_half_block(zb, a1, m1, a2, m2):  # pragma: no cover - compiled code
+        # the same on a block of a half spectrum: paired columns count twice (m2)
+        acc = 0.0
+        for i in range(zb.size):
+            v = zb[i]
+            az = np.sqrt(v.real * v.real + v.imag * v.imag)
+            d1 = abs(az - a1[i])
+            d2 = abs(az - a2[i])
+            acc += (d1 if m1[i] else d1 * 0) + (d2 if m2[i] else d2 * 0)
+        return acc
+
+    @_strict1
+    def _total(sub):  # pragma: no cover - compiled code
+        # the block sums in block order
+        tot = 0.0
+        for k in range(sub.size):
+            tot += sub[k]
+        return tot
 
     _SERIAL = _build_numba_kernels(False)
     _PARALLEL = _build_numba_kernels(True)
@@ -455,6 +516,42 @@ def rfactor_numerator(z: torch.Tensor, amp: torch.Tensor, measured: torch.Tensor
     if _fused_ok(z, amp, measured):
         return float(_k(z.numel())[4](z.numpy(), _sv(amp), _sv(measured)))
     return float(((z.abs() - amp).abs() * measured).sum(dtype=torch.float64))
+
+
+def fourier_project_rfactor(z: torch.Tensor, amp: torch.Tensor, measured: torch.Tensor, *,
+                            fused: bool | None = None) -> float:
+    """:func:`rfactor_numerator` of ``z``, then :func:`fourier_project` of ``z`` in place, in one
+    pass over ``z`` with the fused kernels (the same values to the bit as the two calls).
+
+    Examples
+    --------
+    >>> z = torch.tensor([3 + 4j, 1j], dtype=torch.complex64)
+    >>> fourier_project_rfactor(z, torch.tensor([10.0, 2.0]), torch.tensor([True, False]))
+    5.0
+    >>> z.tolist()
+    [(6+8j), 1j]
+    """
+    if fused is None:
+        fused = _fused_ok(z, amp, measured)
+    if fused:
+        return float(_k(z.numel())[16](z.numpy(), _sv(amp), _sv(measured)))
+    num = rfactor_numerator(z, amp, measured)
+    fourier_project(z, amp, measured, fused=False)
+    return num
+
+
+def fourier_project_half_rfactor(z: torch.Tensor, hs, *, fused: bool | None = None) -> float:
+    """:func:`rfactor_numerator_half` of the half spectrum ``z``, then
+    :func:`fourier_project_half` in place, in one pass with the fused kernels (the same values
+    to the bit as the two calls)."""
+    if fused is None:
+        fused = _fused_ok(z, hs.amp, hs.proj, hs.keep, hs.a1, hs.m1, hs.a2, hs.m2)
+    if fused:
+        return float(_k(z.numel())[17](z.numpy(), _sv(hs.amp), _sv(hs.proj), _sv(hs.keep),
+                                       _sv(hs.a1), _sv(hs.m1), _sv(hs.a2), _sv(hs.m2)))
+    num = rfactor_numerator_half(z, hs, fused=False)
+    fourier_project_half(z, hs, fused=False)
+    return num
 
 
 _LANES: dict = {}

@@ -255,6 +255,29 @@ class CDIProblem:
         z = self.fft(x)
         return self.rfactor_fourier(z), z
 
+    def rfactor_project(self, x) -> tuple[float, torch.Tensor]:
+        """:meth:`rfactor_transform` of ``x`` with the transform then modulus-projected in place
+        (:func:`~phasekit.cdi.kernels.fourier_project` or, for a real tensor, the half-spectrum
+        projection), in one pass over it: the R-factor of ``x`` and the first half of a
+        projection step from ``x`` (ER's metrics and its next step, see
+        :meth:`ErrorReduction.metrics <phasekit.cdi.er.ErrorReduction.metrics>`).
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> p = CDIProblem.from_arrays(np.ones((8, 8)), np.ones((8, 8), bool))
+        >>> rf, z = p.rfactor_project(torch.zeros((8, 8), dtype=torch.complex64))
+        >>> rf, float(z.abs().min())
+        (1.0, 1.0)
+        """
+        from .kernels import fourier_project_half_rfactor, fourier_project_rfactor
+
+        if not x.is_complex():
+            z = self.rfft_half(x.to(self.rdtype).contiguous())
+            return fourier_project_half_rfactor(z, self.half()) / self.amp_sum, z
+        z = self.fft(x)
+        return fourier_project_rfactor(z, self.amp, self.measured) / self.amp_sum, z
+
     def rfactor_half(self, z) -> float:
         """R-factor from the half spectrum of a real image (paired columns weighted twice)."""
         from .kernels import rfactor_numerator_half
