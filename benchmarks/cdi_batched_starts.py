@@ -146,7 +146,7 @@ def make_claims(res, args):
                    max(diffs) < 1e-4 and max(rfd) < 1e-4,
                    f"largest relative image difference {max(diffs):.2e}, R-factor {max(rfd):.2e} "
                    f"over {len(diffs)} runs"))
-    gpu = args.device != "cpu"
+    gpu = not args.device.startswith("cpu")
     targets = {128: 2.0, 256: 2.0, 512: 1.5} if gpu else {128: 1.2, 256: 1.05, 512: 1.0}
     where = args.device if gpu else "1 thread"
     for n in args.sizes:
@@ -194,7 +194,7 @@ def plots(res, args, out, name):
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("starts N")
-        ax.set_title(f"{n}^2, " + ("1 thread" if args.device == "cpu" else args.device))
+        ax.set_title(f"{n}^2, " + ("1 thread" if args.device.startswith("cpu") else args.device))
     axes[0][0].set_ylabel("sequential / batched time")
     axes[0][-1].legend(fontsize=7)
     return [str(save_figure(fig, Path(out) / f"{name}.png"))]
@@ -225,9 +225,17 @@ def main(argv=None):
     t_start = time.perf_counter()
     threads = set_threads(1)
     meta = machine_meta()
-    if args.device != "cpu":
-        import torch
+    import torch
 
+    try:
+        kind = torch.device(args.device).type
+    except (RuntimeError, ValueError):
+        print(f"cdi_batched_starts: unknown device {args.device!r}", file=sys.stderr)
+        return 2
+    if kind not in ("cpu", "cuda"):
+        print(f"cdi_batched_starts: --device must be cpu or cuda, got {args.device!r}", file=sys.stderr)
+        return 2
+    if kind == "cuda":
         if not torch.cuda.is_available():
             print(f"cdi_batched_starts: --device {args.device} but torch sees no CUDA device",
                   file=sys.stderr)

@@ -21,12 +21,12 @@ class ErrorReduction(ProjectionAlgorithm):
     keeps its transform, which the next step then uses as its first FFT: with metrics every
     iteration (the driver's default) ER does two FFTs per iteration instead of three, and no
     copy of the estimate.  The transform is modulus-projected in the same pass that takes the
-    R-factor's moduli (:meth:`CDIProblem.rfactor_project`), so the next step goes straight on
+    R-factor's sums (:meth:`CDIProblem.rfactor_project`), so the next step goes straight on
     to its inverse FFT.  The values are those of the plain form to the bit (the same FFT of the
-    same array, the same moduli and block sums); it falls back to the plain form when the
-    support changed after the step (shrink-wrap) or the iterate was changed.  A batch of starts does the same with its batched
-    transform, or with one transform per image where the batch steps image by image
-    (:meth:`metrics_batch`)."""
+    same array, the same block sums); it falls back to the plain form when the support changed
+    after the step (shrink-wrap) or the iterate was changed.  A batch of starts reuses its
+    batched transform (or one transform per image where the batch steps image by image,
+    :meth:`metrics_batch`), projected in the step as before."""
 
     name = "er"
     mode = ER
@@ -52,7 +52,7 @@ class ErrorReduction(ProjectionAlgorithm):
         p = self.problem
         if self.batched or not self._unchanged():
             return super().metrics()
-        # the transform is projected on the way (one pass over it for the R-factor's moduli and
+        # the transform is projected on the way (one pass over it for the R-factor's sums and
         # the next step's projection), so the next step goes on to its inverse FFT
         rf, z = p.rfactor_project(self.x)
         self.keep_transform(z, projected=True)
