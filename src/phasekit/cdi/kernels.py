@@ -38,8 +38,10 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
     rng = numba.prange if parallel else range
     _BLOCK = 4096  # pixels per block of the modulus projection (32 KiB of complex64)
     jit = numba.njit(fastmath=True, cache=True, parallel=parallel)
-    # kernels that store a modulus projection: strict IEEE arithmetic (see operators/modulus.py)
-    strict = numba.njit(fastmath=False, error_model="numpy", cache=True, parallel=parallel)
+    # kernels that store a modulus projection: strict IEEE arithmetic (see operators/modulus.py);
+    # their on-disk cache also goes stale when operators/modulus.py, whose helpers they inline,
+    # changes (jit_with_helpers)
+    strict = jit_with_helpers(fastmath=False, error_model="numpy", parallel=parallel)
 
     @strict
     def fourier_project(z, amp, meas):
@@ -330,12 +332,12 @@ try:  # numba is optional at run time: fall back to the torch reference
         raise ImportError
     import numba
 
-    from ..operators.modulus import fast_ok, project_fast, project_pixel
+    from ..operators.modulus import fast_ok, jit_with_helpers, project_fast, project_pixel
 
     # block helpers of the projection and R-factor kernels: module-level functions (numba's
     # on-disk cache keys a kernel that calls closure-defined kernels on the pickled closure, and
     # never finds it), each compiled with its own floating-point flags
-    _strict1 = numba.njit(fastmath=False, error_model="numpy", cache=True)
+    _strict1 = jit_with_helpers(fastmath=False, error_model="numpy")
     _fast1 = numba.njit(fastmath=True, cache=True)
 
     @_strict1
