@@ -240,7 +240,9 @@ class FourierRows(LinearOperator):
 
 # --------------------------------------------------------------------------- compiled epoch kernels
 def _build_kernels():  # pragma: no cover - compiled code
-    jit = numba.njit(fastmath=False, cache=True)
+    # strict IEEE; the on-disk cache also goes stale when operators/modulus.py, whose
+    # project_pixel the epochs inline, changes (jit_with_helpers)
+    jit = jit_with_helpers(fastmath=False)
 
     @jit
     def epoch_complex(x, order, k1, k2, amp, E1, E2, pa, pb, cbar, D, use_cv, inv_n, relax,
@@ -352,7 +354,7 @@ try:
         raise ImportError
     import numba
 
-    from ..operators.modulus import project_pixel
+    from ..operators.modulus import jit_with_helpers, project_pixel
 
     _EPOCH_COMPLEX, _EPOCH_REAL, _SNAP_COEF = _build_kernels()
     HAVE_NUMBA = True
