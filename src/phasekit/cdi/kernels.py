@@ -57,27 +57,6 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
             hi = min(lo + _BLOCK, n)
             _project_block(zf[lo:hi], af[lo:hi], mf[lo:hi])
 
-    @strict
-    def fourier_project_r(z, amp, meas):
-        # fourier_project, and the R-factor numerator of the input z (rfactor_numerator's
-        # value to the bit: the same block sums, taken from each block before it is projected,
-        # while it is in L1) -- one pass over z from memory instead of two (ER's metrics)
-        zf = z.ravel()
-        af = amp.ravel()
-        mf = meas.ravel()
-        n = zf.size
-        nb = (n + _BLOCK - 1) // _BLOCK
-        sub = np.empty(nb)
-        for bi in rng(nb):
-            lo = bi * _BLOCK
-            hi = min(lo + _BLOCK, n)
-            zb = zf[lo:hi]
-            ab = af[lo:hi]
-            mb = mf[lo:hi]
-            sub[bi] = _rsum_block(zb, ab, mb)
-            _project_block(zb, ab, mb)
-        return _total(sub)
-
     # the ER / HIO / RAAR rules on complex arrays.  Scalars come in the arrays' real type and
     # ``zero`` replaces the literal 0 (numba promotes ``float32 * 0`` and a float64 ``beta`` to
     # float64, which kept LLVM from vectorising: the HIO pass cost 146 us instead of 107 on a
@@ -149,13 +128,15 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
             u = x[i]
             x[i] = v if s2[i] else beta * u + c * v
 
-    @numba.njit(fastmath=True, cache=True, parallel=parallel)
-    def rfactor_numerator(z, amp, meas):
-        # fixed blocks of _BLOCK pixels, each summed by _rsum_block, the block sums added in
-        # block order (_total): the result does not depend on the number of threads, and is the
-        # one fourier_project_r takes on its way (blocks as slices indexed from 0: a loop over
-        # range(lo, hi) on the whole arrays was vectorised with gathers on an AVX-512 Xeon and
-        # took 4x longer)
+    @strict
+    def rfactor_numerator(z, amp, meas, project):
+        # the R-factor numerator of z over fixed blocks of _BLOCK pixels, each summed by
+        # _rsum_block, the block sums added in block order (_total): the result does not depend
+        # on the number of threads.  With ``project`` each block is then modulus-projected in
+        # place (fourier_project's rule) while it is in L1: ER's metrics and its next step's
+        # projection in one pass over z, the same values as the two separate calls.  (Blocks as
+        # slices indexed from 0: a loop over range(lo, hi) on the whole arrays was vectorised
+        # with gathers on an AVX-512 Xeon and took 4x longer.)
         zf = z.ravel()
         af = amp.ravel()
         mf = meas.ravel()
@@ -165,7 +146,12 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
         for bi in rng(nb):
             lo = bi * _BLOCK
             hi = min(lo + _BLOCK, n)
-            sub[bi] = _rsum_block(zf[lo:hi], af[lo:hi], mf[lo:hi])
+            zb = zf[lo:hi]
+            ab = af[lo:hi]
+            mb = mf[lo:hi]
+            sub[bi] = _rsum_block(zb, ab, mb)
+            if project:
+                _project_block(zb, ab, mb)
         return _total(sub)
 
     @strict
@@ -236,29 +222,6 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
             hi = min(lo + _BLOCK, n)
             _project_half_block(zf[lo:hi], af[lo:hi], pf[lo:hi], kf[lo:hi])
 
-    @strict
-    def fourier_project_half_r(z, amp, proj, keep, a1, m1, a2, m2):
-        # fourier_project_half, and rfactor_numerator_half of the input z (to the bit), as
-        # fourier_project_r
-        zf = z.ravel()
-        af = amp.ravel()
-        pf = proj.ravel()
-        kf = keep.ravel()
-        a1f = a1.ravel()
-        m1f = m1.ravel()
-        a2f = a2.ravel()
-        m2f = m2.ravel()
-        n = zf.size
-        nb = (n + _BLOCK - 1) // _BLOCK
-        sub = np.empty(nb)
-        for bi in rng(nb):
-            lo = bi * _BLOCK
-            hi = min(lo + _BLOCK, n)
-            zb = zf[lo:hi]
-            sub[bi] = _rsum_half_block(zb, a1f[lo:hi], m1f[lo:hi], a2f[lo:hi], m2f[lo:hi])
-            _project_half_block(zb, af[lo:hi], pf[lo:hi], kf[lo:hi])
-        return _total(sub)
-
     # the ER / HIO / RAAR rules on real arrays (a real object on real FFTs).  Written branch-free
     # (bitwise & |, no short-circuit) and with beta, c in the arrays' dtype (the caller casts):
     # 4x faster than the branchy float64 form on a 256^2 float32 HIO step (AMD EPYC)
@@ -300,28 +263,34 @@ def _build_numba_kernels(parallel: bool):  # pragma: no cover - compiled code
             v = beta * u + c * yr
             xf[i] = yr if g else v
 
-    @numba.njit(fastmath=True, cache=True, parallel=parallel)
-    def rfactor_numerator_half(z, a1, m1, a2, m2):
-        # the R-factor numerator from the half spectrum: paired columns count twice (m2); fixed
-        # blocks as rfactor_numerator (thread-count independent; fourier_project_half_r's value)
+    @strict
+    def rfactor_numerator_half(z, a1, m1, a2, m2, amp, proj, keep, project):
+        # the R-factor numerator from the half spectrum (paired columns count twice, m2), in
+        # fixed blocks as rfactor_numerator; with ``project`` each block is then projected
+        # (fourier_project_half's rule with amp, proj, keep) while it is in L1
         zf = z.ravel()
         a1f = a1.ravel()
         m1f = m1.ravel()
         a2f = a2.ravel()
         m2f = m2.ravel()
+        af = amp.ravel()
+        pf = proj.ravel()
+        kf = keep.ravel()
         n = zf.size
         nb = (n + _BLOCK - 1) // _BLOCK
         sub = np.empty(nb)
         for bi in rng(nb):
             lo = bi * _BLOCK
             hi = min(lo + _BLOCK, n)
-            sub[bi] = _rsum_half_block(zf[lo:hi], a1f[lo:hi], m1f[lo:hi], a2f[lo:hi], m2f[lo:hi])
+            zb = zf[lo:hi]
+            sub[bi] = _rsum_half_block(zb, a1f[lo:hi], m1f[lo:hi], a2f[lo:hi], m2f[lo:hi])
+            if project:
+                _project_half_block(zb, af[lo:hi], pf[lo:hi], kf[lo:hi])
         return _total(sub)
 
     return (fourier_project, er_update, hio_update, raar_update, rfactor_numerator, gps_primal,
             gps_dual, scale_real, fourier_project_half, er_update_r, hio_update_r, raar_update_r,
-            rfactor_numerator_half, er_update_l, hio_update_l, raar_update_l, fourier_project_r,
-            fourier_project_half_r)
+            rfactor_numerator_half, er_update_l, hio_update_l, raar_update_l)
 
 
 #: block length of the deterministic (thread-count independent) reductions
@@ -332,7 +301,12 @@ try:  # numba is optional at run time: fall back to the torch reference
         raise ImportError
     import numba
 
-    from ..operators.modulus import fast_ok, jit_with_helpers, project_fast, project_pixel
+    from ..operators.modulus import (
+        fast_ok,
+        jit_with_helpers,
+        project_fast,
+        project_pixel,
+    )
 
     # block helpers of the projection and R-factor kernels: module-level functions (numba's
     # on-disk cache keys a kernel that calls closure-defined kernels on the pickled closure, and
@@ -503,20 +477,30 @@ def fourier_project_half(z: torch.Tensor, hs, *, fused: bool | None = None) -> N
         project_half_reference(z, hs)
 
 
+def _half_views(hs, project: bool) -> tuple:
+    """The NumPy views the half-spectrum R-factor kernel takes: ``a1, m1, a2, m2`` (its sums)
+    and, with ``project``, ``amp, proj, keep`` (the projection it applies on the way); without,
+    ``a1, m1, a2`` stand in their places (same types, not read: three views fewer to make)."""
+    a1, m1, a2, m2 = _sv(hs.a1), _sv(hs.m1), _sv(hs.a2), _sv(hs.m2)
+    if project:
+        return a1, m1, a2, m2, _sv(hs.amp), _sv(hs.proj), _sv(hs.keep)
+    return a1, m1, a2, m2, a1, m1, a2
+
+
 def rfactor_numerator_half(z: torch.Tensor, hs, *, fused: bool | None = None) -> float:
     """``sum_measured | |Z| - b |`` over the full grid from the half spectrum ``z`` of a real
     image (paired columns count twice; see :mod:`phasekit.cdi.halfspectrum`)."""
     if fused is None:
         fused = _fused_ok(z, hs.a1, hs.m1, hs.a2, hs.m2)
     if fused:
-        return float(_k(z.numel())[12](z.numpy(), _sv(hs.a1), _sv(hs.m1), _sv(hs.a2), _sv(hs.m2)))
+        return float(_k(z.numel())[12](z.numpy(), *_half_views(hs, False), False))
     return rfactor_numerator_half_reference(z, hs)
 
 
 def rfactor_numerator(z: torch.Tensor, amp: torch.Tensor, measured: torch.Tensor) -> float:
     """``sum_measured | |z| - b |`` (the numerator of the R-factor, thesis eq. (2.21))."""
     if _fused_ok(z, amp, measured):
-        return float(_k(z.numel())[4](z.numpy(), _sv(amp), _sv(measured)))
+        return float(_k(z.numel())[4](z.numpy(), _sv(amp), _sv(measured), False))
     return float(((z.abs() - amp).abs() * measured).sum(dtype=torch.float64))
 
 
@@ -536,7 +520,7 @@ def fourier_project_rfactor(z: torch.Tensor, amp: torch.Tensor, measured: torch.
     if fused is None:
         fused = _fused_ok(z, amp, measured)
     if fused:
-        return float(_k(z.numel())[16](z.numpy(), _sv(amp), _sv(measured)))
+        return float(_k(z.numel())[4](z.numpy(), _sv(amp), _sv(measured), True))
     num = rfactor_numerator(z, amp, measured)
     fourier_project(z, amp, measured, fused=False)
     return num
@@ -549,8 +533,7 @@ def fourier_project_half_rfactor(z: torch.Tensor, hs, *, fused: bool | None = No
     if fused is None:
         fused = _fused_ok(z, hs.amp, hs.proj, hs.keep, hs.a1, hs.m1, hs.a2, hs.m2)
     if fused:
-        return float(_k(z.numel())[17](z.numpy(), _sv(hs.amp), _sv(hs.proj), _sv(hs.keep),
-                                       _sv(hs.a1), _sv(hs.m1), _sv(hs.a2), _sv(hs.m2)))
+        return float(_k(z.numel())[12](z.numpy(), *_half_views(hs, True), True))
     num = rfactor_numerator_half(z, hs, fused=False)
     fourier_project_half(z, hs, fused=False)
     return num
@@ -817,7 +800,7 @@ def rfactor_numerator_batch(z: torch.Tensor, amp: torch.Tensor, measured: torch.
     if _batch_fused(z, amp, measured):
         kern = _k(amp.numel())[4]
         zn, an, mn = z.numpy(), amp.numpy(), measured.numpy()
-        return [float(kern(zn[i], an, mn)) for i in range(zn.shape[0])]
+        return [float(kern(zn[i], an, mn, False)) for i in range(zn.shape[0])]
     return [rfactor_numerator(zi, amp, measured) for zi in z]
 
 
@@ -826,6 +809,6 @@ def rfactor_numerator_half_batch(z: torch.Tensor, hs) -> list[float]:
     if _batch_fused(z, hs.a1, hs.m1, hs.a2, hs.m2):
         kern = _k(hs.a1.numel())[12]
         zn = z.numpy()
-        a1, m1, a2, m2 = hs.a1.numpy(), hs.m1.numpy(), hs.a2.numpy(), hs.m2.numpy()
-        return [float(kern(zn[i], a1, m1, a2, m2)) for i in range(zn.shape[0])]
+        views = _half_views(hs, False)
+        return [float(kern(zn[i], *views, False)) for i in range(zn.shape[0])]
     return [rfactor_numerator_half(zi, hs) for zi in z]
