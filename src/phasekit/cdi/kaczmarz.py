@@ -352,8 +352,7 @@ def _build_kernels():  # pragma: no cover - compiled code
 try:
     if os.environ.get("PHASEKIT_NO_NUMBA"):
         raise ImportError
-    import numba
-
+    # (without numba, jit_with_helpers raises ImportError when _build_kernels calls it)
     from ..operators.modulus import jit_with_helpers, project_pixel
 
     _EPOCH_COMPLEX, _EPOCH_REAL, _SNAP_COEF = _build_kernels()
