@@ -76,6 +76,35 @@ def test_update_exit_is_update_then_exit_wave(dy, dx, gamma):
     assert not np.allclose(O2, O)                                      # it did update
 
 
+@pytest.mark.parametrize("dtype,rel", [(np.complex64, 2e-6), (np.complex128, 1e-12)])
+@pytest.mark.parametrize("m", [7, 33, 128])
+def test_grad_norms_kernels_match_their_torch_references(dtype, rel, m):
+    """CRISP's denominators from the compiled kernels (rows summed in the arrays' precision,
+    the row sums in float64): the chained sweep's ``grad_norms_r``, the per-position
+    ``grad_norms`` and the K-mode ``grad_norms`` against the torch references (float64 sums)."""
+    g = np.random.default_rng(m)
+    O = _rand(g, (m + 40, m + 30), dtype)
+    P = _rand(g, (m, m), dtype)
+    R = _rand(g, (m, m), dtype) * 1e3  # large terms: a float32 sum over a row still holds
+    y0, x0 = 17, 9
+    Ow = O[y0:y0 + m, x0:x0 + m]
+    psi = P * Ow
+    want = [float(v) for v in K.grad_norms_ref(torch.from_numpy(P), torch.from_numpy(Ow.copy()),
+                                                torch.from_numpy(psi + R))]
+    got_r = K.sweep_kernels().grad_norms_r(P, O, R, y0, x0)
+    got_p = K.fused_kernels()[2](P, O, psi, psi + R, y0, x0)
+    for got in (got_r, got_p):
+        assert got[0] == pytest.approx(want[0], rel=rel) and got[1] == pytest.approx(want[1], rel=rel)
+    # K = 3 modes
+    Pk = _rand(g, (3, m, m), dtype)
+    Rk = _rand(g, (3, m, m), dtype)
+    want = [float(v) for v in K.grad_norms_modes(torch.from_numpy(Pk), torch.from_numpy(Ow.copy()),
+                                                  torch.from_numpy(Rk), torch.zeros(1, dtype=torch.from_numpy(Rk).dtype))]
+    rt = np.float32 if dtype == np.complex64 else np.float64
+    got = K.modes_kernels().grad_norms(Pk, O, Rk, y0, x0, np.zeros(m, rt), np.zeros(m, rt))
+    assert got[0] == pytest.approx(want[0], rel=rel) and got[1] == pytest.approx(want[1], rel=rel)
+
+
 @pytest.fixture(scope="module")
 def partial_scan():
     """5x5 raster at 5 px with sub-pixel offsets, 16^2 frames, 2 modes + a flat background."""

@@ -133,14 +133,18 @@ def fourier(z, amp, meas):
 
 @jit
 def grad_norms(P, O, psi, psit, y0, x0):
+    # row sums in the arrays' precision, added in float64 (as grad_norms_r)
     my, mx = P.shape
     np_ = 0.0
     no = 0.0
+    zero = P.real.dtype.type(0)
     for i in range(my):
         orow = O[y0 + i, x0:x0 + mx]
         prow = P[i]
         srow = psi[i]
         trow = psit[i]
+        ap = zero
+        ao = zero
         for j in range(mx):
             pr = prow[j].real
             pi = prow[j].imag
@@ -149,8 +153,10 @@ def grad_norms(P, O, psi, psit, y0, x0):
             rr = trow[j].real - srow[j].real
             ri = trow[j].imag - srow[j].imag
             r2 = rr * rr + ri * ri
-            np_ += (pr * pr + pi * pi) * r2
-            no += (orr * orr + oi * oi) * r2
+            ap += (pr * pr + pi * pi) * r2
+            ao += (orr * orr + oi * oi) * r2
+        np_ += ap
+        no += ao
     return np_, no
 
 
@@ -257,13 +263,18 @@ def fourier_diff(z, amp, meas):
 
 @jit
 def grad_norms_r(P, O, R, y0, x0):
+    # each row summed in the arrays' precision, the row sums in float64: a float64 accumulator
+    # per term halved the vector width (128^2 complex64 on one Xeon core: 8.7 -> 5.6 us)
     my, mx = P.shape
     np_ = 0.0
     no = 0.0
+    zero = P.real.dtype.type(0)
     for i in range(my):
         orow = O[y0 + i, x0:x0 + mx]
         prow = P[i]
         rrow = R[i]
+        ap = zero
+        ao = zero
         for j in range(mx):
             pr = prow[j].real
             pi = prow[j].imag
@@ -272,8 +283,10 @@ def grad_norms_r(P, O, R, y0, x0):
             rr = rrow[j].real
             ri = rrow[j].imag
             r2 = rr * rr + ri * ri
-            np_ += (pr * pr + pi * pi) * r2
-            no += (orr * orr + oi * oi) * r2
+            ap += (pr * pr + pi * pi) * r2
+            ao += (orr * orr + oi * oi) * r2
+        np_ += ap
+        no += ao
     return np_, no
 
 
@@ -502,14 +515,17 @@ def update_k(P, O, R, y0, x0, so_, sp_, cgo_, gpm_, cgp_, gom_, gr, gi, p2):
 
 @jit
 def grad_norms_k(P, O, R, y0, x0, gr, gi):
+    # row sums in the arrays' precision, added in float64 (as grad_norms_r)
     nk, my, mx = P.shape
     np_ = 0.0
     no = 0.0
+    zero = gr.dtype.type(0)
     for i in range(my):
         orow = O[y0 + i, x0:x0 + mx]
         for j in range(mx):
             gr[j] = 0
             gi[j] = 0
+        ao = zero
         for k in range(nk):
             prow = P[k, i]
             rrow = R[k, i]
@@ -522,9 +538,12 @@ def grad_norms_k(P, O, R, y0, x0, gr, gi):
                 gi[j] += pr * ri - pi * rr
                 orr = orow[j].real
                 oi = orow[j].imag
-                no += (orr * orr + oi * oi) * (rr * rr + ri * ri)
+                ao += (orr * orr + oi * oi) * (rr * rr + ri * ri)
+        ap = zero
         for j in range(mx):
-            np_ += gr[j] * gr[j] + gi[j] * gi[j]
+            ap += gr[j] * gr[j] + gi[j] * gi[j]
+        np_ += ap
+        no += ao
     return np_, no
 
 
