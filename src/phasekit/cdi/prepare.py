@@ -353,9 +353,9 @@ def find_center(intensity, mask=None, *, min_symmetry: float = 0.5,
     Examples
     --------
     >>> rng = np.random.default_rng(0)
-    >>> u = np.zeros((64, 64)); u[28:36, 26:38] = rng.random((8, 12))
-    >>> I = np.abs(np.fft.fft2(u)) ** 2  # zero frequency at (0, 0) ...
-    >>> I = np.roll(I, (20, 37), axis=(0, 1))  # ... moved to (20, 37)
+    >>> u = np.zeros((128, 128)); u[60:68, 58:70] = rng.random((8, 12))
+    >>> I = np.fft.fftshift(np.abs(np.fft.fft2(u)) ** 2)  # zero frequency at (64, 64) ...
+    >>> I = I[44:108, 27:91]  # ... seen by a 64 x 64 detector at (20, 37)
     >>> c, info = find_center(I)
     >>> [round(v) for v in c], info["method"]
     ([20, 37], 'friedel')
@@ -669,7 +669,7 @@ def follow_support(support, shape_out, fov_fraction: float = 1.0) -> np.ndarray:
     Examples
     --------
     >>> s = np.zeros((8, 8), bool); s[3:5, 3:5] = True
-    >>> follow_support(s, (4, 4), 0.5).sum()  # binned by 2: same pixels, half the field
+    >>> int(follow_support(s, (4, 4), 0.5).sum())  # binned by 2: same pixels, half the field
     4
     """
     s = np.asarray(support, dtype=bool)

@@ -137,7 +137,7 @@ def summary_line(report: dict) -> str:
     --------
     >>> summary_line({"center": {"method": "friedel", "center": [540.2, 470.8],
     ...               "symmetry": 0.93}, "centering": {"offset": [28, -42], "mode": "crop",
-    ...               "shape_in": [1024, 1024]}, "shape_in": [1024, 1024],
+    ...               "shape_in": [1024, 1024], "shape_out": [944, 940]}, "shape_in": [1024, 1024],
     ...               "shape_out": [944, 940], "unmeasured": 5})
     'pattern: zero frequency at (540.2, 470.8) (friedel, symmetry 0.93), offset (28, -42) px \
 from the array centre, crop 1024x1024 -> 944x940, 5 pixels unmeasured'

@@ -181,8 +181,8 @@ try:  # numba is optional at run time
             def first(z, b):
                 return project_pixel(z.real, z.imag, b)[0]
 
-        >>> len(HELPERS_STAMP)
-        16
+        >>> len(HELPERS_STAMP)  # a CRC-32 in hexadecimal
+        8
         """
         def deco(fn):
             disp = numba.njit(cache=True, **flags)(fn)

@@ -263,7 +263,7 @@ def recentre(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     >>> import numpy as np
     >>> x = np.zeros((16, 16)); x[0, 0] = x[-1, -1] = 1
     >>> y, s = recentre(x)
-    >>> y[8, 8] + y[7, 7] == 2
+    >>> bool(y[8, 8] + y[7, 7] == 2)
     True
     """
     w = np.abs(image) ** 2
