@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The GPU checks of phasekit in one short call, for a session lent a device machine (issue 16:
-# batched starts on a GPU; the CUDA tests).  About 4-6 minutes there.
+# batched starts on a GPU; the CUDA tests; GPU timings).  About 5-8 minutes there.
 #
 #   1. here, once (needs PyPI):  bash benchmarks/device_check.sh --prepare
 #      downloads the wheels the device image lacks (pydantic and its needs, for its Python 3.12)
 #      into .whl/ (ignored by git through .git/info/exclude);
 #   2. the device call:  run(command="bash benchmarks/device_check.sh", carry=[".whl"],
-#      timeout_s=540); the logs and the results come back from $OUT.
+#      timeout_s=570); the logs and the results come back from $OUT.
 #
-# Then copy $OUT's cdi_batched_starts_device.* into benchmarks/results/ and commit them.
+# Then copy $OUT's cdi_batched_starts_device.* and gpu_speed_device.* into benchmarks/results/
+# and commit them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 WHEELS="pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.16.0"
@@ -33,7 +34,10 @@ nvidia-smi -L 2>&1 | tee "$OUT/device.log"
 python3 -c "import torch, numba, phasekit; print('torch', torch.__version__, 'numba', numba.__version__, \
 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name())" 2>&1 | tee -a "$OUT/device.log"
 # 1. every CUDA test (CDI, batched starts, Kaczmarz, learn, tomography), against the CPU
-timeout 200 python3 -m pytest -q -p no:cacheprovider tests -k cuda 2>&1 | tee "$OUT/cuda_tests.log"
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests -k cuda 2>&1 | tee "$OUT/cuda_tests.log"
 # 2. batched starts on the GPU against the same starts one after another
-timeout 270 python3 benchmarks/cdi_batched_starts.py --device cuda --sizes 128 256 512 \
+timeout 210 python3 benchmarks/cdi_batched_starts.py --device cuda --sizes 128 256 512 \
     --starts 1 2 4 8 --repeats 3 --tag device --out "$OUT" 2>&1 | tee "$OUT/batched_starts.log"
+# 3. CDI per iteration and an ePIE sweep on the GPU against its FFT bound and one CPU thread
+timeout 130 python3 benchmarks/gpu_speed.py --device cuda --repeats 3 --block-s 0.1 --tag device \
+    --out "$OUT" 2>&1 | tee "$OUT/gpu_speed.log"
