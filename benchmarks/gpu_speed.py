@@ -90,9 +90,7 @@ def _calibrate(fn, device, block_s, lo=3, hi=2000):
 
 
 def cdi_timers(n, args, device):
-    """name -> (fn(m), ffts, where) for one size; fn runs m iterations (or m FFT pairs)."""
-    import torch
-
+    """name -> (fn(m), ffts, where) for one size; fn runs m iterations."""
     from phasekit.cdi.problem import CDIProblem
     from phasekit.engine import get_algorithm
 
@@ -301,10 +299,10 @@ def markdown(data, args, meta):
         L.append("")
     if data.get("ptycho"):
         p = data["ptycho"]
-        L += ["## ePIE, 128^2 frames", "",
-              f"{p['positions']} positions, {p['object']}^2 object: {p['us_per_position']:.1f} us "
-              f"per position, {p['x_fft_pair']:.2f}x a device FFT pair ({p['fft_pair_us']:.1f} us).",
-              ""]
+        line = (f"{p['positions']} positions, {p['object']}^2 object: {p['us_per_position']:.1f} "
+                f"us per position, {p['x_fft_pair']:.2f}x a device FFT pair "
+                f"({p['fft_pair_us']:.1f} us).")
+        L += ["## ePIE, 128^2 frames", "", line, ""]
     L += ["## Claims", "", claims_markdown(data["claims"]), "", "## Figures", ""]
     L += [f"* `{f}`" for f in data["figures"]]
     return "\n".join(L)
