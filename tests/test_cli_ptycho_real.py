@@ -151,11 +151,14 @@ def test_modes_refine_background(far_scan, tmp_path):
     sim, pos = far_scan
     f = write_ptylab(tmp_path / "s.hdf5", sim.intensities, pos, wavelength=1e-10, distance=2.0,
                      pixel_size=75e-6)  # a PtyLab file goes through the same command
-    r = run("reconstruct", f, "-a", "epie", "-n", 6, "-q", "--no-figure", "--modes", 2,
+    r = run("reconstruct", f, "-a", "epie", "-n", 6, "-q", "--modes", 2,
             "--refine-positions", 2, "--background", "-o", tmp_path / "r.cxi")
     assert r.exit_code == 0, r.output
     assert "modes:   2" in r.output and "positions: refined" in r.output
     assert "background: fitted" in r.output
+    # the figure shows the dominant probe mode (a (K, M, M) probe once failed to draw)
+    assert "could not write the figure" not in r.output
+    assert (tmp_path / "r.png").stat().st_size > 0
     with h5py.File(tmp_path / "r.cxi", "r") as h:
         assert h["entry_1/image_2/data"].shape == (2, 32, 32)
         moved = h["entry_1/result_1/positions"][()] - h["entry_1/result_1/positions_initial"][()]

@@ -17,8 +17,9 @@ def _complex_rgb(z: np.ndarray) -> np.ndarray:
 
 
 def plot_ptycho_result(result, path, *, frc=None, truth=None):
-    """Write a PNG: object amplitude and phase (illuminated region), probe (phase hue), R_F
-    versus iteration, and the FRC against the ground truth when given."""
+    """Write a PNG: object amplitude and phase (illuminated region), probe (phase hue; the
+    dominant mode of a mixed-state probe), R_F versus iteration, and the FRC against the ground
+    truth when given."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,9 +40,16 @@ def plot_ptycho_result(result, path, *, frc=None, truth=None):
     lo, hi = np.percentile(ph[m], [1, 99]) if m.any() else (-np.pi, np.pi)
     ax[1].imshow(np.where(m, ph, np.nan), cmap="twilight", vmin=lo, vmax=hi)
     ax[1].set_title("object phase (rad)")
+    probe_title = "probe (hue = phase)"
     if result.probe is not None:
-        ax[2].imshow(_complex_rgb(np.asarray(result.probe)))
-    ax[2].set_title("probe (hue = phase)")
+        probe = np.asarray(result.probe)
+        if probe.ndim == 3:  # a mixed-state probe (K, My, Mx): the dominant mode (sorted by power)
+            power = np.sum(np.abs(probe) ** 2, axis=(1, 2))
+            probe_title = (f"probe mode 1 of {probe.shape[0]}, "
+                           f"{100 * power[0] / (power.sum() or 1.0):.0f} % (hue = phase)")
+            probe = probe[0]
+        ax[2].imshow(_complex_rgb(probe))
+    ax[2].set_title(probe_title)
     for a in ax[:3]:
         a.set_xticks([])
         a.set_yticks([])
