@@ -147,6 +147,11 @@ def test_cli_pine_with_shipped_and_file_denoisers(tmp_path):
     assert out.exit_code == 0, out.output
     h = read_result(res_f)["history"]
     assert len(h["denoise_change"]) == 3 and all(v > 0 for v in h["denoise_change"])
+    # without -n: PINE's own default, 200 sweeps as 'phasekit algorithms' lists it (was 300)
+    out = r.invoke(cli, ["reconstruct", str(scan_f), "--algorithm", "pine", "--no-figure",
+                         "--denoiser", "nonexpansive", "--out", str(res_f)])
+    assert out.exit_code == 0, out.output
+    assert "PINE:200" in out.output and "(200 sweeps" in out.output
     for args, text in ((["--algorithm", "epie", "--denoiser", "default"], "pine only"),
                        (["--algorithm", "pine", "--denoiser", str(tmp_path / "no.npz")],
                         "no such shipped name")):

@@ -2,7 +2,8 @@
 ``basis_vectors``), PtyLab HDF5 and PtyPy ``.ptyd`` files (:func:`phasekit.io.read_ptycho`).
 
 The ``reconstruct`` command hands such a file to :func:`run_ptycho`.  Supported options:
-``--algorithm`` (crisp [default], epie, rpie, mpie), ``--iterations`` (default 300),
+``--algorithm`` (crisp [default], epie, rpie, mpie, pine), ``--iterations`` (default: the
+algorithm's, as ``phasekit algorithms`` lists them: 300 sweeps, PINE 200),
 ``--schedule`` (e.g. ``"epie:50,crisp:250"``), ``--seed`` (random position orders), ``--param``
 (engine parameters such as ``clip=scale``, ``c=0.01``, ``xi=0.05``, ``alpha_p=0.4``,
 ``probe_start=10``, plus the problem options ``fft_norm=backward``, ``probe_energy_match=false``
@@ -205,7 +206,7 @@ def _run_ptycho(input_file, values: dict, params: dict, given, plan, echo) -> di
     true_pos = data.metadata.get("true_positions") if obj_shape is not None else None
     alg = values["algorithm"].lower() if given("algorithm") else "crisp"
     schedule = values.get("schedule")  # '' is an error (an empty chain), not "no chain"
-    n_iter = values.get("iterations") or 300
+    n_iter = values.get("iterations")  # None: the algorithm's default (300 sweeps, PINE 200)
     n, my, mx = data.intensities.shape
     est_shape = obj_shape or object_shape_for(pos, (my, mx))
     n_modes = values.get("modes") or None

@@ -35,8 +35,8 @@ def reconstruct(data, positions=None, *, algorithm: str = "crisp", n_iter: int |
         is a :class:`~phasekit.io.ptycho.PtychoData`.
     algorithm : str
         ``epie``, ``rpie``, ``mpie`` or ``crisp`` (or a ``schedule`` such as ``"epie:50,crisp:250"``).
-    n_iter : int
-        Iterations (full sweeps); default 300.
+    n_iter : int, optional
+        Iterations (full sweeps); default: the algorithm's (300; PINE 200).
     probe, obj, object_shape, mask, fft_norm, probe_energy_match, clip_negative
         See :meth:`PtychoProblem.from_arrays`.
     propagation, wavelength, pixel_size, distance
