@@ -57,3 +57,51 @@ def test_spi_simulator_example(tmp_path, monkeypatch):
     """docs/spi.md: any chunk of the simulated PR772-like set, alone."""
     ns = _run(_snippet("docs/spi.md", "SpiSimulator("), tmp_path, monkeypatch)
     assert len(ns["chunk"].frames) == 64
+
+
+def _shell_commands():
+    """Every ``phasekit`` command of the README's and docs/*.md's ```bash / ```sh blocks, in the
+    order printed, as (document, argument list)."""
+    import shlex
+
+    out = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for block in re.findall(r"```(?:bash|sh)\n(.*?)```", doc.read_text(), flags=re.DOTALL):
+            for line in block.splitlines():
+                for part in line.split("&&"):
+                    words = shlex.split(part, comments=True)
+                    if words[:1] == ["phasekit"]:
+                        out.append((doc.name, words[1:]))
+    return out
+
+
+def test_shell_commands_parse(tmp_path, monkeypatch):
+    """The documents' shell commands name commands and options that exist, with values their
+    types accept (click parses each without running it; the input files are empty stand-ins).
+    Run in the order printed, no ``phasekit batch`` may write into a run directory an earlier
+    one filled (README and docs/spi_batch.md both used ``run1``, so the second stopped with
+    'already holds a batch run')."""
+    import click
+
+    from phasekit.cli.main import cli
+
+    commands = _shell_commands()
+    assert len(commands) > 40
+    monkeypatch.chdir(tmp_path)
+    for doc, args in commands:
+        for w in args:
+            if not w.startswith("-") and re.fullmatch(r"[\w.-]+\.\w+", w):
+                (tmp_path / w).touch()
+        cmd, ctx, name, rest = cli, None, "phasekit", list(args)
+        try:
+            while True:
+                ctx = cmd.make_context(name, rest, parent=ctx)
+                if not isinstance(cmd, click.Group):
+                    break
+                sub = getattr(ctx, "_protected_args", None)  # Click >= 8.2 (protected_args before)
+                sub = ctx.protected_args if sub is None else sub
+                name, cmd, rest = cmd.resolve_command(ctx, [*sub, *ctx.args])
+        except click.ClickException as exc:
+            pytest.fail(f"{doc}: phasekit {' '.join(args)}: {exc.format_message()}")
+    batch_dirs = [a[a.index("-o") + 1] for _, a in commands if a[0] == "batch"]
+    assert len(batch_dirs) == len(set(batch_dirs)), batch_dirs
