@@ -237,8 +237,16 @@ def test_resume_from_checkpoint(data_file, tmp_path, monkeypatch):
     resumed = tmp_path / "resumed.cxi"
     res = invoke("reconstruct", data_file, *opts, "--resume", ck, "-o", resumed)
     assert res.exit_code == 0, res.stderr
-    # start 0 was finished and start 1 checkpointed at iteration 20: 20 HIO + 10 ER remain
+    # the two starts ran batched (64^2) and were checkpointed together at iteration 20: 20 HIO
+    # + 10 ER batched steps remain
     assert steps.count("hio") == 20 and steps.count("er") == 10
+    # the time per iteration counts the iterations run here (2 starts x 30), not those from
+    # the checkpoint
+    assert "60 of 100 iterations run here, the rest from the checkpoint" in res.stdout
+    again = invoke("reconstruct", data_file, *opts, "--resume", ck, "-o", tmp_path / "again.cxi")
+    assert again.exit_code == 0, again.stderr
+    assert "nothing left to run (100 iterations, all from the checkpoint)" in again.stdout
+    assert "ms/iteration" not in again.stdout and "nan" not in again.stdout
     a, b = read_result(full), read_result(resumed)
     assert a["rfactors"] == pytest.approx(b["rfactors"], rel=1e-5)
     for x, y in zip(a["images"], b["images"]):

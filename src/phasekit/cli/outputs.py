@@ -44,6 +44,7 @@ __all__ = [
     "check_suffix",
     "plan_outputs",
     "release_lock",
+    "time_line",
     "write_figure",
 ]
 
@@ -343,3 +344,30 @@ def threads_note(result, sep: str = ", ") -> str:
     if n is None or not str(prov.get("device", "cpu")).startswith("cpu"):
         return ""
     return f"{sep}{int(n)} CPU thread{'s' if int(n) != 1 else ''}"
+
+
+def time_line(wall: float, result, n_done: int, unit: str = "iterations") -> str:
+    """The summary's ``time:`` line: wall time and time per iteration, counting only the
+    iterations this call ran (a resumed run took the others from its checkpoint).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> r = SimpleNamespace(provenance={"device": "cpu", "threads": 1},
+    ...                     timings={"per_iteration_s": 0.002, "iterations_run": 50})
+    >>> time_line(0.25, r, 200)
+    'time:    0.25 s, 2 ms/iteration (50 of 200 iterations run here, the rest from the checkpoint, 1 CPU thread)'
+    >>> r.timings = {"per_iteration_s": float("nan"), "iterations_run": 0}
+    >>> time_line(0.01, r, 200)
+    'time:    0.01 s, nothing left to run (200 iterations, all from the checkpoint)'
+    """
+    t = getattr(result, "timings", None) or {}
+    per_it = t.get("per_iteration_s", float("nan"))
+    n_run = t.get("iterations_run", n_done)
+    one = unit[:-1] if unit.endswith("s") else unit
+    if n_run == 0 and n_done > 0:
+        return f"time:    {wall:.2f} s, nothing left to run ({n_done} {unit}, all from the checkpoint)"
+    count = f"{n_done} {unit}" if n_run >= n_done else \
+        f"{n_run} of {n_done} {unit} run here, the rest from the checkpoint"
+    return f"time:    {wall:.2f} s, {per_it * 1e3:.3g} ms/{one} ({count}{threads_note(result)})"
+

@@ -399,7 +399,6 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
     sw_txt = (f", shrink-wrap every {sw['every']} (threshold {th_txt}, sigma "
               f"{sw['sigma_start']:g}->{sw['sigma_end']:g})") if sw else ""
     rfs = result.rfactors
-    t = result.timings or {}
     n_done = sum(int(h["iteration"][-1]) for h in result.histories if h.get("iteration"))
     echo(f"input:   {opts.input} ({shape}, {n_meas} of {data.intensity.size} pixels measured)")
     echo(summary_line(pattern_report))
@@ -413,11 +412,9 @@ def _run_reconstruction(opts: ReconOptions, out: Path, checkpoint, echo) -> dict
     disc = result.config.get("discrepancy")
     if disc:
         echo("support: " + discrepancy_line(disc))
-    per_it = t.get("per_iteration_s", float("nan"))
-    from .outputs import threads_note
+    from .outputs import time_line
 
-    echo(f"time:    {wall:.2f} s, {per_it * 1e3:.3g} ms/iteration ({n_done} iterations"
-         f"{threads_note(result)})")
+    echo(time_line(wall, result, n_done))
     if err is not None:
         echo(f"truth:   aligned relative error {err:.4f}, R_real {rreal:.4f}")
     elif truth_note:

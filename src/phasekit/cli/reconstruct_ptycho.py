@@ -305,11 +305,9 @@ def _run_ptycho(input_file, values: dict, params: dict, given, plan, echo) -> di
              "counts/pixel")
     h = result.history
     echo(f"R_F:     {result.rfactor:.5g} (sweep R_F {h['R_F'][0]:.4g} -> {h['R_F'][-1]:.4g})")
-    per_it = (result.timings or {}).get("per_iteration_s", float("nan"))
-    from .outputs import threads_note
+    from .outputs import time_line
 
-    echo(f"time:    {wall:.2f} s, {per_it * 1e3:.3g} ms/iteration ({result.n_iter} sweeps"
-         f"{threads_note(result)})")
+    echo(time_line(wall, result, result.n_iter, "sweeps"))
     if "object_error" in facts:
         txt = f"truth:   object error {facts['object_error']:.4f}, FRC(0.25-0.5) {facts['frc_high']:.3f}"
         if "probe_correlation" in facts:

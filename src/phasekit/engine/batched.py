@@ -235,6 +235,7 @@ def run_batched(problem, stages, specs, *, starts, start_rngs, x0_t, callback, b
                 t0 = time.perf_counter()
                 algo.step(k)
                 timings["iterate_s"] += time.perf_counter() - t0
+                timings["iterations_run"] += n  # one step of every start
                 it += 1
                 if cus is not None and any(cu.due(it) for cu in cus):
                     est = algo.estimate()

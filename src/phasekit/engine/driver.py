@@ -237,7 +237,9 @@ def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
     x0_t = problem.from_input(x0) if x0 is not None else None
     setup_s = time.perf_counter() - t_setup
 
-    timings = {"setup_s": setup_s, "iterate_s": 0.0, "metrics_s": 0.0}
+    # iterations_run: start-iterations stepped in this call (fewer than the result's when it
+    # resumed a checkpoint): the per-iteration times divide by it
+    timings = {"setup_s": setup_s, "iterate_s": 0.0, "metrics_s": 0.0, "iterations_run": 0}
     bar = _Progress(total=n_total * (starts - len(finished)), enabled=progress,
                     desc="+".join(s.algorithm for s in stages)[:40])
     stopped = False
@@ -312,6 +314,7 @@ def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
                     t0 = time.perf_counter()
                     algo.step(k)
                     timings["iterate_s"] += time.perf_counter() - t0
+                    timings["iterations_run"] += 1
                     it += 1
                     if constraint_update is not None and constraint_update.due(it):
                         constraint_update.update(problem, algo.estimate())
@@ -371,9 +374,10 @@ def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
         torch.cuda.synchronize()
     total = time.perf_counter() - t_run
     timings["total_s"] = total + setup_s
-    n_done = sum(f["n_iter"] for f in finished)
-    timings["per_iteration_s"] = timings["iterate_s"] / max(n_done, 1)
-    timings["per_iteration_total_s"] = (timings["iterate_s"] + timings["metrics_s"]) / max(n_done, 1)
+    n_run = timings["iterations_run"]
+    timings["per_iteration_s"] = timings["iterate_s"] / n_run if n_run else float("nan")
+    timings["per_iteration_total_s"] = ((timings["iterate_s"] + timings["metrics_s"]) / n_run
+                                        if n_run else float("nan"))
     order = sorted(range(len(finished)), key=lambda i: (not np.isfinite(finished[i]["rfactor"]),
                                                          finished[i]["rfactor"]))
     fin = [finished[i] for i in order]
