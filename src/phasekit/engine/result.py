@@ -35,8 +35,10 @@ class ReconResult:
     message : str
     timings : dict
         Wall times in seconds (``setup_s``, ``iterate_s``, ``metrics_s``, ``total_s``,
-        ``per_iteration_s`` = ``iterate_s`` per iteration, the algorithm alone, and
-        ``per_iteration_total_s`` = (``iterate_s`` + ``metrics_s``) per iteration).
+        ``iterations_run`` = the iterations this call stepped, summed over the starts (fewer
+        than the result's when it resumed a checkpoint), ``per_iteration_s`` = ``iterate_s``
+        per iteration run, the algorithm alone, and ``per_iteration_total_s`` =
+        (``iterate_s`` + ``metrics_s``) per iteration run; NaN when nothing was left to run).
     config : dict
         The parameters that produced the result (a saved call).
     provenance : dict
