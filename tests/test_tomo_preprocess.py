@@ -213,10 +213,18 @@ def test_preprocess_command_writes_an_inspectable_corrected_series(dx_scan, tmp_
     assert float(np.mean(np.abs(ts.projections - dx_scan["line"]))) < 0.03
     info = CliRunner().invoke(cli, ["info", str(out)])
     assert info.exit_code == 0 and "tilt series" in info.output.lower(), info.output
+    # info lists what was done to which file, not "simulation params"
+    assert f"preprocessing of {dx_scan['path']}" in info.output, info.output
+    assert "-log: line integrals" in info.output and "simulation params" not in info.output
     vol = tmp_path / "v.h5"
-    _run([out, "-a", "fbp", "-o", vol, "--no-figure"])
+    r = CliRunner().invoke(cli, ["reconstruct", str(out), "-a", "fbp", "-o", str(vol),
+                                 "--no-figure"])
+    assert r.exit_code == 0, r.output
+    # the centre is the one stored with the series, and the summary says so
+    assert "(stored in the file by preprocess-tomo;" in r.output, r.output
     res = read_tomo_result(vol)
     assert abs(res["config"]["preprocessing"]["center"] - centre) < 1e-6
+    assert res["config"]["preprocessing"]["center_method"] == "stored"
     assert _corr(res["volume"], dx_scan["truth"]) > 0.85
     # the output is never the input, and a second run on a locked output is refused
     same = CliRunner().invoke(cli, ["preprocess-tomo", str(dx_scan["path"]), "-o",

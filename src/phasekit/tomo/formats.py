@@ -138,7 +138,8 @@ def read_scan(path, *, angles=None, rows=None, preprocess_data: bool | None = No
                               "pixels are too small")
     do_pre = (layout in RAW_LAYOUTS) if preprocess_data is None else bool(preprocess_data)
     stored = (ts.params or {}).get("rotation_center") if ts is not None else None
-    if center == "default" and stored is not None:
+    from_file = center == "default" and stored is not None
+    if from_file:
         center = float(stored)  # found by 'phasekit preprocess-tomo' and stored with the data
     if center == "default":
         center = "auto" if do_pre else None
@@ -153,6 +154,10 @@ def read_scan(path, *, angles=None, rows=None, preprocess_data: bool | None = No
                             center_method=center_method)
         if not do_pre:
             record.steps = [s for s in record.steps if s.startswith("centre")]
+        if from_file:  # not a centre the user gave: the one stored with the data
+            record.center_method = "stored"
+            record.steps = [s.replace("(given;", "(stored in the file by preprocess-tomo;", 1)
+                            if s.startswith("centre") else s for s in record.steps]
         record.steps = notes + record.steps
         proj = record.projections
     else:

@@ -449,9 +449,20 @@ def _describe_series(ts: TiltSeries) -> list[str]:
                  f"  ground truth: volume {ts.truth.shape} float32 (simulation ground truth)")
     if ts.support is not None:
         lines.append(f"  support: {ts.support.shape}, {int(ts.support.sum())} voxels inside")
-    keys = [k for k in ts.params if k != "source"]
+    params = ts.params or {}
+    pre = params.get("preprocessing")
+    if isinstance(pre, dict):  # written by preprocess-tomo: what was done to the raw file
+        src = f" of {params['source']}" if params.get("source") else ""
+        lines.append(f"  preprocessing{src} ({params.get('layout', 'raw')} layout):")
+        lines += [f"    {step}" for step in pre.get("steps", [])]
+        keys = [k for k in params if k not in ("source", "layout", "preprocessing",
+                                               "rotation_center")]
+        label = "params"
+    else:
+        keys = [k for k in params if k != "source"]
+        label = "simulation params"
     if keys:
-        lines.append(f"  simulation params: {', '.join(sorted(keys)[:12])}"
+        lines.append(f"  {label}: {', '.join(sorted(keys)[:12])}"
                      f"{' ...' if len(keys) > 12 else ''}")
     return lines
 

@@ -408,7 +408,8 @@ class Preprocessed:
     center : float or None
         Rotation axis on the detector ``x`` (pixels); None = not set (``Dx // 2``).
     center_method : str
-        ``"auto:registration"``, ``"auto:entropy"``, ``"given"`` or ``"none"``.
+        ``"auto:registration"``, ``"auto:entropy"``, ``"given"``, ``"stored"`` (read with a
+        tilt series that ``phasekit preprocess-tomo`` wrote) or ``"none"``.
     steps : list of str
         One human-readable line per step done or skipped.
     zingers : int
