@@ -119,8 +119,8 @@ def prepare_input(data, settings: dict):
              or any(report.get("centering", {}).get("shift", [0])))
     truth = None if moved else data.truth
     if simulation:
-        report["center"]["method"] = ("none (a simulation with its ground truth: centred by "
-                                      "construction; --center auto searches)")
+        report["center"]["method"] = ("not searched: a simulation with its ground truth, "
+                                      "centred by construction; --center auto searches")
     meta = dict(data.metadata)
     meta["prepared"] = report
     new = DiffractionData(intensity=I, mask=m, wavelength=data.wavelength,
