@@ -227,6 +227,9 @@ def describe_scan(path) -> list[str]:
             g = f[e]
             d = _get(g, "instrument/detector/data")
             d = d if _is_dataset(d) else _get(g, "data/data")
+            if not _is_dataset(d) or d.ndim != 3:
+                raise FileFormatError(f"{p}: NXtomo entry /{e} without a frame stack (expected "
+                                      f"a 3-D /{e}/instrument/detector/data)")
             k = _get(g, "instrument/detector/image_key")
             k = k if _is_dataset(k) else _get(g, "data/image_key")
             lines.append(f"NeXus NXtomo scan (entry /{e}): {d.shape[0]} frames of "
