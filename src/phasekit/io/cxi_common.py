@@ -27,6 +27,7 @@ import numpy as np
 
 from ..core.errors import FileFormatError, PhasekitError
 from .arrays import loads_json, sniff_format
+from .h5storage import filter_error, scan_storage
 
 CXI_VERSION = 150
 PLANCK = 6.62607015e-34        # J s
@@ -114,6 +115,11 @@ def reading_hdf5(p: Path, what: str = "HDF5 file") -> Iterator[Any]:
     ``TypeError`` on datasets of an unexpected type, ``MemoryError`` on absurd shapes...) is
     re-raised as a one-line ``FileFormatError`` that starts with the file name.
 
+    The file's storage is checked first (:func:`phasekit.io.h5storage.scan_storage`): an
+    external link to a missing file, or a virtual dataset with a missing source file, is an
+    error naming the missing file; a read that fails on a dataset whose filter is not available
+    names the filter and suggests ``pip install hdf5plugin``.
+
     Parameters
     ----------
     p : pathlib.Path
@@ -131,14 +137,23 @@ def reading_hdf5(p: Path, what: str = "HDF5 file") -> Iterator[Any]:
         f = h5py.File(p, "r")
     except READ_ERRORS as exc:
         raise FileFormatError(f"{p}: corrupt or unreadable HDF5 file ({_one_line(exc)})") from exc
+    report = None
     try:
         with f:
+            report = scan_storage(f, p)
+            if report.broken:
+                more = (f" (and {len(report.broken) - 1} more)" if len(report.broken) > 1
+                        else "")
+                raise FileFormatError(f"{p}: {report.broken[0]}{more}")
             yield f
     except PhasekitError:
         raise
     except MemoryError as exc:
         raise FileFormatError(f"{p}: a dataset is too large to read ({_one_line(exc)})") from exc
     except READ_ERRORS as exc:
+        missing_filter = filter_error(p, report) if report is not None else None
+        if missing_filter is not None and isinstance(exc, OSError):
+            raise missing_filter from exc
         raise FileFormatError(f"{p}: corrupt {what} ({_one_line(exc)})") from exc
 
 

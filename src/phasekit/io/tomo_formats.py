@@ -182,7 +182,17 @@ def read_tomo_layout(path, *, angles=None, rows=None) -> RawTomo:
         return read_mrc_stack(p, angles=angles, rows=rows)
     if p.suffix.lower() in (".tif", ".tiff") or _tiff_magic(p):
         return read_tiff_frames(p, angles=angles, rows=rows)
+    if p.is_file() and _sniff_quietly(p) == "hdf5":
+        with reading_hdf5(p):  # an external link or virtual dataset to a missing file is named
+            pass
     raise FileFormatError(f"{p}: not a tomography layout phasekit reads ({'; '.join(TOMO_LAYOUTS)})")
+
+
+def _sniff_quietly(p: Path) -> str | None:
+    try:
+        return sniff_format(p)
+    except OSError:
+        return None
 
 
 def _tiff_magic(p: Path) -> bool:
