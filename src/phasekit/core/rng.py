@@ -25,5 +25,7 @@ def spawn_rngs(rng, n: int) -> list[np.random.Generator]:
     """``n`` statistically independent generators derived from ``rng`` (for random starts)."""
     if isinstance(rng, np.random.Generator):
         return list(rng.spawn(n))
+    if not isinstance(rng, np.random.SeedSequence):
+        make_rng(rng)  # the same check (and message) as every other stochastic function
     ss = rng if isinstance(rng, np.random.SeedSequence) else np.random.SeedSequence(rng)
     return [np.random.default_rng(s) for s in ss.spawn(n)]

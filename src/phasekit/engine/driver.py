@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, InputError
 from ..core.rng import spawn_rngs
 from ..core.threads import auto_cpu_threads
 from .problem import ExtraOutputs, SupportConstrained, check_problem, parallel_elements
@@ -235,6 +235,8 @@ def run(problem, stages: list[Stage], *, starts: int = 1, rng=None, x0=None,
             finished = ck["finished"]
             resume_state = ck.get("current")
     x0_t = problem.from_input(x0) if x0 is not None else None
+    if x0_t is not None and not bool(torch.isfinite(x0_t).all()):
+        raise InputError("start image x0 contains NaN or Inf")
     setup_s = time.perf_counter() - t_setup
 
     # iterations_run: start-iterations stepped in this call (fewer than the result's when it

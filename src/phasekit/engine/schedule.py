@@ -9,8 +9,10 @@ Examples
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+from numbers import Real
 
 from ..core.errors import ConfigError
 from .config import validate_params
@@ -159,6 +161,9 @@ def build_stages(algorithm: str | None, n_iter: int | None, schedule: str | list
                 raise ConfigError(f"{spec.name} is not iterative: it runs once (omit the iteration count)")
             n = 1
         else:
+            if n_iter is not None and (isinstance(n_iter, bool) or not isinstance(n_iter, Real)
+                                       or not math.isfinite(n_iter) or int(n_iter) != n_iter):
+                raise ConfigError(f"n_iter must be an integer >= 1, got {n_iter!r}")
             n = spec.default_n_iter if n_iter is None else int(n_iter)
         if n < 1:
             raise ConfigError(f"n_iter must be >= 1, got {n_iter}")
