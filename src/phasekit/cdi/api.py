@@ -14,7 +14,7 @@ from ..core.errors import ConfigError
 from ..engine import ReconResult, get_algorithm, solve
 from .discrepancy import grow_support, poisson_noise_rfactor
 from .problem import CDIProblem
-from .shrinkwrap import ShrinkWrap
+from .shrinkwrap import ShrinkWrap, ShrinkWrapConfig
 
 #: algorithms that get an error-reduction tail in the default recipe (their iterate is not a
 #: fixed point of the constraints; ER polishes it: PyNX's and cohere's HIO/RAAR-then-ER chains)
@@ -155,12 +155,19 @@ def reconstruct(data, support=None, *, algorithm: str = "hio", n_iter: int | Non
     if sw is True:
         sw = ShrinkWrap()
     elif isinstance(sw, dict):
+        unknown = sorted(set(map(str, sw)) - set(ShrinkWrapConfig.model_fields))
+        if unknown:
+            raise ConfigError(f"shrinkwrap: unknown parameter(s) {', '.join(unknown)} (accepted: "
+                              f"{', '.join(ShrinkWrapConfig.model_fields)})")
         try:
             sw = ShrinkWrap(**sw)
         except ValidationError as exc:
             raise ConfigError(f"shrinkwrap: {exc.errors()[0].get('msg')}") from None
     elif sw is False:
         sw = None
+    elif sw is not None and not isinstance(sw, ShrinkWrap):
+        raise ConfigError(f"shrinkwrap must be a ShrinkWrap, a dict of its parameters, True, False or "
+                          f"None, got {type(sw).__name__}")
     if starts is None:  # one start per shrink-wrap threshold of the default recipe, else one
         starts = len(sw.cfg.start_thresholds) if auto_support and sw is not None \
             and sw.cfg.start_thresholds else 1
