@@ -225,6 +225,14 @@ class PtychoProblem:
             object_shape = o.shape
         if object_shape is None:
             object_shape = object_shape_for(pos, (my, mx))
+        shape_ok = np.ndim(object_shape) == 1 and len(object_shape) == 2
+        if shape_ok:
+            try:
+                shape_ok = all(int(s) == s and s >= 1 for s in object_shape)
+            except (TypeError, ValueError):
+                shape_ok = False
+        if not shape_ok:
+            raise InputError(f"object_shape must be two positive integers (Ny, Nx), got {object_shape!r}")
         object_shape = tuple(int(s) for s in object_shape)
         # a sub-pixel shift is circular within the window, so the integer windows must fit
         check_positions(ints, (my, mx), object_shape)
@@ -258,6 +266,8 @@ class PtychoProblem:
                                  f"{mx}) for K modes)")
             if not np.all(np.isfinite(p)):
                 raise InputError("probe contains NaN or Inf")
+            if not np.any(p):
+                raise InputError("probe is zero everywhere (it would illuminate nothing)")
             if p.ndim == 3:
                 if n_modes is not None and int(n_modes) != p.shape[0]:
                     raise ConfigError(f"n_modes={n_modes} but the probe has {p.shape[0]} modes")
