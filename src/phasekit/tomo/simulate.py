@@ -68,7 +68,7 @@ def add_noise(b, rng=None, *, gaussian: float = 0.0, dose: float | None = None):
             raise ConfigError(f"dose must be > 0, got {dose}")
         out = g.poisson(np.clip(out, 0, None) * dose) / dose
     if gaussian:
-        if gaussian < 0:
+        if not np.isfinite(gaussian) or gaussian < 0:
             raise ConfigError(f"gaussian noise level must be >= 0, got {gaussian}")
         out = out + g.normal(scale=gaussian * np.abs(b).mean(), size=out.shape)
     return out.astype(np.float32)
@@ -146,7 +146,7 @@ def simulate_tilt_series(phantom: str = "vesicle", size: int = 64, angles=None, 
     # crop the truth to the reconstruction volume
     sl = tuple(slice(b // 2 - v // 2, b // 2 - v // 2 + v) for b, v in zip(sim_shape, vol))
     truth = truth_big[sl]
-    b = add_noise(clean, g, gaussian=noise, dose=dose) if (noise or dose) else clean.astype(np.float32)
+    b = add_noise(clean, g, gaussian=noise, dose=dose) if (noise or dose is not None) else clean.astype(np.float32)
     mask = None
     if blocked:
         if not 0 < blocked_fraction < 1:
