@@ -385,3 +385,78 @@ def test_negative_intensity_message_names_an_existing_option():
     intensity[0, 0] = -1.0
     with pytest.raises(InputError, match="--clip-negative"):
         CDIProblem.from_arrays(intensity, np.ones((16, 16), bool))
+
+
+# --------------------------------------------------------------------------- API entry points
+# (a user's mistakes at phasekit.cdi / ptycho / tomo entry points: phasekit errors, never a raw
+# NumPy / TypeError traceback or a silently ignored value)
+def _cdi_data():
+    g = np.random.default_rng(0)
+    obj = np.zeros((16, 16))
+    obj[5:11, 5:11] = g.random((6, 6)) + 0.5
+    return np.abs(np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(obj), norm="ortho"))) ** 2, obj > 0
+
+
+@pytest.mark.parametrize("bad, err, words", [
+    ({"n_iter": 1.5}, ConfigError, "n_iter"),
+    ({"n_iter": NAN}, ConfigError, "n_iter"),
+    ({"n_iter": True}, ConfigError, "n_iter"),
+    ({"n_iter": "2"}, ConfigError, "n_iter"),
+    ({"rng": "abc"}, InputError, "rng"),
+    ({"rng": 1.5}, InputError, "rng"),
+    ({"rng": -1}, InputError, "seed"),
+    ({"rng": torch.Generator()}, InputError, "rng"),
+    ({"x0": np.full((16, 16), NAN)}, InputError, "x0"),
+    ({"shrinkwrap": {"foo": 1}}, ConfigError, "foo"),
+    ({"shrinkwrap": 5}, ConfigError, "shrinkwrap"),
+])
+@pytest.mark.parametrize("fn", ["reconstruct", "hio", "er", "raar", "oss", "gps_r", "so2d", "vrrk"])
+def test_cdi_entry_points_refuse_bad_arguments(fn, bad, err, words):
+    from phasekit import cdi
+
+    intensity, support = _cdi_data()
+    with pytest.raises(err) as info:
+        getattr(cdi, fn)(intensity, support, **{"n_iter": 1, **bad})
+    assert "\n" not in str(info.value) and words in str(info.value), str(info.value)
+
+
+def test_cdi_integral_float_n_iter_is_accepted():
+    intensity, support = _cdi_data()
+    assert cdi_reconstruct(intensity, support, n_iter=2.0).n_iter == 2
+
+
+@pytest.mark.parametrize("bad, words", [
+    ({"object_shape": (40,)}, "object_shape"),
+    ({"object_shape": (-5, -5)}, "object_shape"),
+    ({"probe": "zeros"}, "zero"),
+    ({"rng": "abc"}, "rng"),
+    ({"n_iter": 1.5}, "n_iter"),
+])
+def test_ptycho_reconstruct_refuses_bad_arguments(bad, words):
+    from phasekit import ptycho
+
+    pos = raster_scan(2, step=4, margin=1)
+    shape = object_shape_for(pos, (16, 16), margin=1)
+    sim = simulate_ptycho(np.exp(0.3j * np.random.default_rng(1).random(shape)), fzp_probe(16, 8, 6),
+                          pos, dose=None)
+    kw = {"probe": sim.probe, "n_iter": 1, **bad}
+    if isinstance(kw["probe"], str):
+        kw["probe"] = np.zeros_like(sim.probe)
+    with pytest.raises((InputError, ConfigError)) as info:
+        ptycho.reconstruct(sim.intensities, pos, **kw)
+    assert "\n" not in str(info.value) and words in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("bad, words", [
+    ({"noise": NAN}, "noise"),
+    ({"dose": 0}, "dose"),
+])
+def test_tomo_simulation_refuses_nonsense_noise(bad, words):
+    with pytest.raises(ConfigError, match=words):
+        tomo.simulate_tilt_series("vesicle", 8, np.linspace(-40, 40, 3), **bad)
+
+
+def test_tomo_reconstruct_refuses_fractional_n_iter(tomo_problem):
+    b = np.random.default_rng(2).random((5, 8, 8)) + 0.1
+    with pytest.raises(ConfigError, match="n_iter"):
+        tomo.reconstruct(b, np.linspace(-40, 40, 5), n_iter=1.5)
