@@ -346,3 +346,23 @@ def test_er_metrics_reuse_the_next_steps_transform(kind, small_cdi, small_cdi_co
         assert n_old - 25 <= n_new < n_old - 15
     else:
         assert n_new == n_old - 30 + 1  # one FFT per iteration (and the first step's own)
+
+
+def test_a_support_above_half_the_array_is_reported(caplog):
+    """A given support above half the array (area oversampling ratio below 2, Miao, Sayre &
+    Chapman 1998) is reported once when the problem is built; a proper support is not."""
+    import logging
+
+    from phasekit.cdi import CDIProblem
+
+    I = np.ones((16, 16))
+    with caplog.at_level(logging.WARNING, logger="phasekit"):
+        CDIProblem.from_arrays(I, np.ones((16, 16), bool))
+    msgs = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(msgs) == 1 and "covers 100 % of the array" in msgs[0] and "ratio 1.00 < 2" in msgs[0]
+    caplog.clear()
+    s = np.zeros((16, 16), bool)
+    s[4:12, 4:12] = True                      # a quarter: ratio 4
+    with caplog.at_level(logging.WARNING, logger="phasekit"):
+        CDIProblem.from_arrays(I, s)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

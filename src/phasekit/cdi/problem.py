@@ -2,6 +2,7 @@
 on one device in the work layout (see :mod:`phasekit.core.fft`)."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -10,6 +11,13 @@ import torch
 from ..core.device import complex_dtype, real_dtype, resolve_device, to_numpy
 from ..core.errors import InputError
 from ..core.fft import fftw, from_work, ifftw, irfftw, rfftw, to_work
+
+log = logging.getLogger("phasekit")
+
+#: a given support above this fraction of the array is reported: the area oversampling ratio
+#: N / |S| is then below 2, where the phases are not determined by the modulus and the support
+#: (Miao, Sayre & Chapman, J. Opt. Soc. Am. A 15, 1662 (1998))
+MAX_SUPPORT_FRACTION = 0.5
 
 
 #: on the CPU, a batch of starts of images larger than this (pixels) runs its FFTs image by image
@@ -129,6 +137,12 @@ class CDIProblem:
             if not np.all(np.isfinite(s.astype(float))):
                 raise InputError("support contains NaN")
             s = s.astype(bool)
+            frac = float(np.count_nonzero(s)) / s.size
+            if frac > MAX_SUPPORT_FRACTION:
+                log.warning("the support covers %.0f %% of the array (area oversampling ratio "
+                            "%.2f < 2): it constrains too little for the phases to be determined, "
+                            "and a low R-factor then says nothing about the image", 100 * frac,
+                            1 / frac)
         if not s.any():
             raise InputError("support is empty")
         dev = resolve_device(device)
