@@ -388,6 +388,19 @@ class _KMeansStep(Algorithm):
     def metrics(self) -> dict[str, float]:
         return {"objective": self.problem.rfactor(self.x), "n_iter": float(self.n_done)}
 
+    def state_dict(self) -> dict:
+        # the mini-batch generator lives on the problem (made by random_start, which a resumed
+        # run skips): without its state the resumed run would draw other mini-batches
+        return {**super().state_dict(), "batch_rng": self.problem.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        st = state.get("batch_rng")
+        if st is not None:
+            bg = getattr(np.random, st["bit_generator"])()
+            bg.state = st
+            self.problem.rng = np.random.Generator(bg)
+
 
 class SBEStep(_KMeansStep):
     """Stochastic backward Euler, one outer iteration per step (thesis Algorithm 4).
