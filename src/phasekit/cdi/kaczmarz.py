@@ -548,12 +548,14 @@ class RandomizedKaczmarz(Algorithm):
     def _real(self) -> bool:
         return bool(self.problem.real)
 
-    def _build_rows(self):
+    def _build_rows(self, support=None):
+        """The rows of the support ``support`` (default: the problem's current support)."""
         p = self.problem
+        sup = p.support if support is None else support
         cd = torch.complex128 if p.precision == "double" else torch.complex64
-        self.rows = FourierRows(p.shape, p.support, p.measured, dtype=cd, real=self._real,
+        self.rows = FourierRows(p.shape, sup, p.measured, dtype=cd, real=self._real,
                                 gram_rcond=self.gram_rcond)
-        self._rows_support = p.support.clone()
+        self._rows_support = sup.clone()
         R = self.rows
         self._amp = p.amp.reshape(-1)[R.tensors(p.device)["ridx"]].contiguous()
         self._inv_n = 1.0 / R.row_norm2
@@ -742,9 +744,13 @@ class RandomizedKaczmarz(Algorithm):
 
     # ---- state
     def state_dict(self):
+        # rows_support: the support xs (and the control variate) belong to.  A checkpoint taken
+        # right after shrink-wrap moved the support holds the problem's new support but the
+        # old rows; the next step rebuilds them, on resume as in the uninterrupted run
         st = {"x": self.x, "xs": self.xs,
               "rng_state": self.rng.bit_generator.state if self.rng is not None else None,
-              "since_snap": self._since_snap, "cv_active": self._cv_active, "epoch": self._epoch}
+              "since_snap": self._since_snap, "cv_active": self._cv_active, "epoch": self._epoch,
+              "rows_support": self._rows_support}
         if self.variance_reduced:
             # the control variate at the snapshot point: without it a resumed run would retake
             # the snapshot at the current x and drift from the uninterrupted one
@@ -756,8 +762,12 @@ class RandomizedKaczmarz(Algorithm):
             self.rng = make_rng(None)
         if state.get("rng_state") is not None:
             self.rng.bit_generator.state = state["rng_state"]
-        self._build_rows()
         dev = self.problem.device
+        rows_support = state.get("rows_support")
+        self._build_rows(None if rows_support is None else rows_support.to(dev))
+        if state["xs"].numel() != self.rows.n_support:  # (a checkpoint without rows_support)
+            raise ConfigError("the checkpoint's Kaczmarz state does not match its support "
+                                  "(written by an older phasekit?); start the run again")
         self.x = state["x"].to(dev).contiguous()
         self.xs = state["xs"].to(dev).contiguous().clone()
         self._since_snap = int(state["since_snap"])
