@@ -228,3 +228,49 @@ def test_plan_chunks_covers_once():
     assert [c[1:] for c in ch] == [(0, 4), (4, 8), (8, 10)]
     with pytest.raises(ConfigError):
         plan_chunks(3, 0)
+
+
+def test_resume_redoes_a_damaged_chunk_and_survives_a_torn_journal(stack, tmp_path):
+    full = run_batch(stack, tmp_path / "full", workers=0, chunk=2, progress=False, **OPTS)
+    out = tmp_path / "cut"
+    run_batch(stack, out, workers=0, chunk=2, progress=False, merge=False, **OPTS)
+    # a SIGKILL mid-write: chunk 1's file truncated, chunk 2's journal line torn, garbage lines
+    c1 = out / "chunks" / "c000001.h5"
+    c1.write_bytes(c1.read_bytes()[:2000])
+    lines = (out / "journal.jsonl").read_text().splitlines(keepends=True)
+    (out / "journal.jsonl").write_text("".join(lines[:2]) + '[1, 2]\n{"status": "ok"}\n' + lines[2][:30])
+    mtime0 = (out / "chunks" / "c000000.h5").stat().st_mtime_ns
+    s = run_batch(stack, out, workers=0, chunk=2, resume=True, progress=False, **OPTS)
+    assert s.skipped == [0] and sorted(s.done) == [1, 2]
+    assert (out / "chunks" / "c000000.h5").stat().st_mtime_ns == mtime0
+    a, b = read_result(full.result), read_result(s.result)
+    np.testing.assert_array_equal(a.status, b.status)
+    np.testing.assert_array_equal(a.image, b.image)
+    # the entry appended after the torn line is on a line of its own: the journal knows all 3
+    assert {e["chunk"] for e in read_journal(out) if e["status"] == "ok"} == {0, 1, 2}
+    s = run_batch(stack, out, workers=0, chunk=2, resume=True, progress=False, **OPTS)
+    assert s.skipped == [0, 1, 2] and not s.done
+
+
+def test_damaged_run_record_and_a_locked_directory_are_refused(stack, tmp_path):
+    import fcntl
+
+    from phasekit.spi.distributed import LOCK_NAME
+
+    out = tmp_path / "run"
+    run_batch(stack, out, workers=0, chunk=4, progress=False, **OPTS)
+    with open(out / LOCK_NAME, "a") as fh:  # another run holds the directory
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(InputError, match="being written by another phasekit batch run"):
+            run_batch(stack, out, workers=0, chunk=4, resume=True, progress=False, **OPTS)
+    # released (also when the holder is killed): the run goes on
+    s = run_batch(stack, out, workers=0, chunk=4, resume=True, progress=False, **OPTS)
+    assert s.skipped == [0, 1]
+    # a new directory holding only a stale lock file is not "foreign"
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / LOCK_NAME).write_text("pid 1")
+    assert run_batch(stack, fresh, workers=0, chunk=4, progress=False, **OPTS).result.exists()
+    (out / "run.json").write_text('{"stack": ')
+    with pytest.raises(InputError, match=r"run\.json: damaged run record"):
+        run_batch(stack, out, workers=0, chunk=4, resume=True, progress=False, **OPTS)

@@ -89,7 +89,7 @@ def classify(source, stack, labels_file, features, methods, folds, repeats, grid
     from ..io.spi import read_frames, read_stack_info
     from ..spi.classify import compare, evaluate
     from ..spi.features import feature_sets
-    from ..spi.results import RESULT_NAME, is_batch_run, read_result
+    from ..spi.results import RESULT_NAME, is_batch_run, read_result, read_run_record
 
     feats = _csv_list(features, _FEATURES, "feature set")
     meths = _csv_list(methods, _METHODS, "method")
@@ -98,8 +98,7 @@ def classify(source, stack, labels_file, features, methods, folds, repeats, grid
     if is_batch_run(src):
         res_path = src / RESULT_NAME if src.is_dir() else src
         if src.is_dir() and stack is None:
-            run = json.loads((src / "run.json").read_text())
-            stack = run.get("stack")
+            stack = read_run_record(src).get("stack")
         if not res_path.is_file():
             raise InputError(f"{src}: the run has no merged result yet (finish it with phasekit batch --resume)")
         result = read_result(res_path)

@@ -46,7 +46,14 @@ import numpy as np
 from ..core.errors import ConfigError, InputError, PhasekitError
 from ..io.atomic import atomic_save_text
 from .phasing import PhasingConfig, phase_batch
-from .results import append_journal, chunk_path, merge_chunks, read_journal
+from .results import (
+    append_journal,
+    chunk_complete,
+    chunk_path,
+    merge_chunks,
+    read_journal,
+    read_run_record,
+)
 
 __all__ = [
     "BatchRunSummary",
@@ -205,29 +212,73 @@ def _run_record(info, chunk: int, seed: int, cfg: PhasingConfig, n_chunks: int) 
             "seed": int(seed), "config": cfg.model_dump()}
 
 
-def _prepare_outdir(outdir: Path, record: dict, resume: bool) -> set[int]:
-    """Create/check the run directory; return the chunk ids already done."""
+#: lock file of a run directory: held (``flock``) by the one ``run_batch`` writing it
+LOCK_NAME = ".phasekit-batch.lock"
+
+
+def _foreign_entries(outdir: Path) -> bool:
+    return outdir.exists() and any(p.name != LOCK_NAME for p in outdir.iterdir())
+
+
+def _lock_outdir(outdir: Path):
+    """Take the run directory's lock (created in it) or raise one line; returns the open file.
+
+    ``flock`` locks go with the process: a run killed outright (SIGKILL) leaves no stale lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock
+        return None
+    fh = open(outdir / LOCK_NAME, "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        who = fh.read().strip()
+        fh.close()
+        raise InputError(f"{outdir} is being written by another phasekit batch run"
+                         f"{f' ({who})' if who else ''}; wait for it to end or choose another "
+                         "output directory") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()}")
+    fh.flush()
+    return fh
+
+
+def _prepare_outdir(outdir: Path, record: dict, resume: bool, chunks=()) -> set[int]:
+    """Create/check the run directory (its lock held); return the chunk ids already done.
+
+    A chunk is done when the journal says ok and its file opens and holds its patterns; a
+    damaged chunk file (a crash below the atomic rename, a truncated copy) is phased again.
+    """
     run_file = outdir / "run.json"
     if run_file.exists():
         if not resume:
             raise InputError(f"{outdir} already holds a batch run; pass --resume to continue it "
                              "or choose another output directory")
-        old = json.loads(run_file.read_text())
+        old = read_run_record(outdir)
         diff = [k for k in ("stack", "n", "shape", "chunk", "seed", "config") if old.get(k) != record.get(k)]
         if diff:
             raise InputError(f"{outdir}: cannot resume, the run's {', '.join(diff)} differ from this "
                              "call's")
     else:
-        if outdir.exists() and any(outdir.iterdir()):
+        if _foreign_entries(outdir):
             raise InputError(f"{outdir} exists and is not a batch-run directory; choose an empty "
                              "or new directory")
         outdir.mkdir(parents=True, exist_ok=True)
         atomic_save_text(run_file, json.dumps(record, indent=1))
     (outdir / "chunks").mkdir(exist_ok=True)
+    ranges = {cid: (s, e) for cid, s, e in chunks}
     done = set()
     for e in read_journal(outdir):
-        if e.get("status") == "ok" and chunk_path(outdir, e["chunk"]).exists():
-            done.add(int(e["chunk"]))
+        cid = e["chunk"]
+        if e.get("status") == "ok" and cid in ranges and cid not in done:
+            if chunk_complete(outdir, cid, *ranges[cid]):
+                done.add(cid)
+            elif chunk_path(outdir, cid).exists():
+                log.warning("%s is damaged or incomplete; phasing chunk %d again",
+                            chunk_path(outdir, cid), cid)
     return done
 
 
@@ -288,7 +339,22 @@ def run_batch(stack, outdir, *, config=None, chunk: int = 16, workers: int | Non
     outdir = Path(outdir)
     chunks = plan_chunks(info.n, int(chunk))
     record = _run_record(info, chunk, seed, cfg, len(chunks))
-    done = _prepare_outdir(outdir, record, resume)
+    if _foreign_entries(outdir) and not (outdir / "run.json").exists():
+        raise InputError(f"{outdir} exists and is not a batch-run directory; choose an empty "
+                         "or new directory")
+    outdir.mkdir(parents=True, exist_ok=True)
+    lock = _lock_outdir(outdir)
+    try:
+        return _run_locked(outdir, info, cfg, chunks, record, resume, seed, retries, progress,
+                           workers, scheduler, scheduler_file, client, task, merge)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _run_locked(outdir, info, cfg, chunks, record, resume, seed, retries, progress, workers,
+                scheduler, scheduler_file, client, task, merge) -> BatchRunSummary:
+    done = _prepare_outdir(outdir, record, resume, chunks)
     todo = [c for c in chunks if c[0] not in done]
     summary = BatchRunSummary(outdir=outdir, result=None, n=info.n, n_chunks=len(chunks),
                               skipped=sorted(done))

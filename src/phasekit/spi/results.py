@@ -36,6 +36,7 @@ from .phasing import STATUS, BatchResult
 __all__ = [
     "RESULT_NAME",
     "append_journal",
+    "chunk_complete",
     "chunk_path",
     "describe_run",
     "is_batch_result",
@@ -43,6 +44,7 @@ __all__ = [
     "merge_chunks",
     "read_journal",
     "read_result",
+    "read_run_record",
     "write_result",
 ]
 
@@ -136,24 +138,68 @@ def append_journal(outdir, entry: dict) -> None:
     """Append one JSON line to ``OUT/journal.jsonl`` (flushed and fsynced)."""
     p = Path(outdir) / "journal.jsonl"
     line = json.dumps({**entry, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n"
-    with open(p, "a", encoding="utf-8") as fh:
-        fh.write(line)
+    with open(p, "a+b") as fh:
+        # a crash mid-write leaves a torn last line without its newline: start on a fresh line,
+        # or this entry would be glued to the torn one and lost with it
+        if fh.seek(0, os.SEEK_END) > 0:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                line = "\n" + line
+        fh.write(line.encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())
 
 
 def read_journal(outdir) -> list[dict]:
-    """The journal's entries (a torn last line, from a crash mid-write, is ignored)."""
+    """The journal's entries (a torn line, from a crash mid-write, or any line that is not a
+    chunk entry, is ignored: its chunk counts as not done)."""
     p = Path(outdir) / "journal.jsonl"
     if not p.exists():
         return []
     out = []
-    for line in p.read_text(encoding="utf-8").splitlines():
+    for line in p.read_bytes().decode("utf-8", "replace").splitlines():
         try:
-            out.append(json.loads(line))
+            e = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if (isinstance(e, dict) and isinstance(e.get("chunk"), int) and not isinstance(e["chunk"], bool)
+                and isinstance(e.get("status"), str)):
+            out.append(e)
     return out
+
+
+def read_run_record(outdir) -> dict:
+    """``OUT/run.json`` as a dict; one line (:class:`InputError`) when it is missing or damaged."""
+    p = Path(outdir) / "run.json"
+    try:
+        rec = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file (not a batch-run directory)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{p}: damaged run record ({type(exc).__name__}); the run cannot be "
+                         "resumed, start it again in a new directory") from None
+    if not isinstance(rec, dict):
+        raise InputError(f"{p}: damaged run record (not a JSON object); the run cannot be resumed, "
+                         "start it again in a new directory")
+    return rec
+
+
+def chunk_complete(outdir, chunk_id: int, start: int, stop: int) -> bool:
+    """True when the chunk file opens and holds patterns ``start:stop`` (cheap: no image read)."""
+    import h5py
+
+    try:
+        with h5py.File(chunk_path(outdir, chunk_id), "r") as f:
+            if GROUP not in f or "entry_1/image_1/data" not in f:
+                return False
+            g = f[GROUP]
+            n = stop - start
+            return (np.array_equal(np.asarray(g["index"]), np.arange(start, stop))
+                    and all(g[k].shape[:1] == (n,) for k in ("status", "rfactor", "message"))
+                    and f["entry_1/image_1/data"].shape[:1] == (n,)
+                    and f["entry_1/image_1/support"].shape[:1] == (n,))
+    except (OSError, KeyError, ValueError):
+        return False
 
 
 def merge_chunks(outdir, n: int, chunks: list[tuple[int, int, int]], path=None) -> Path:
@@ -189,7 +235,7 @@ def describe_run(path) -> str:
     p = Path(path)
     lines = []
     if p.is_dir():
-        run = json.loads((p / "run.json").read_text()) if (p / "run.json").exists() else {}
+        run = read_run_record(p) if (p / "run.json").exists() else {}
         j = read_journal(p)
         ok = {e["chunk"] for e in j if e.get("status") == "ok"}
         failed = {e["chunk"] for e in j if e.get("status") != "ok"} - ok
