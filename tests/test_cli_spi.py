@@ -124,3 +124,34 @@ def test_help():
     for cmd in ("batch", "classify"):
         res = invoke(cmd, "--help")
         assert res.exit_code == 0 and "Examples" in res.stdout
+
+
+def test_classify_refuses_unfinished_empty_foreign_and_damaged_runs(run_dir, tmp_path):
+    import shutil
+
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(run_dir, unfinished)
+    (unfinished / "phased.h5").unlink()
+    one_line_error(invoke("classify", unfinished, "-q"), "no merged result yet")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_line_error(invoke("classify", empty, "-q"), "empty")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("hi")
+    one_line_error(invoke("classify", foreign, "-q"), "foreign")
+    (unfinished / "run.json").write_text("{")
+    one_line_error(invoke("classify", unfinished, "-q"), "run.json: damaged run record")
+
+
+def test_batch_refuses_a_second_run_on_a_locked_directory(stack, tmp_path):
+    import fcntl
+
+    from phasekit.spi.distributed import LOCK_NAME
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    with open(out / LOCK_NAME, "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        one_line_error(invoke("batch", stack, "-o", out, *FAST), "being written by another")
+        assert not (out / "run.json").exists()
