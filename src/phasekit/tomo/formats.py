@@ -151,13 +151,10 @@ def read_scan(path, *, angles=None, rows=None, preprocess_data: bool | None = No
         record = preprocess(raw_frames, tilts, flats=flats, darks=darks,
                             flat_dark=flat_dark and do_pre, log=bool(log) and do_pre,
                             zingers=zingers and do_pre, center=center,
-                            center_method=center_method)
+                            center_method=center_method,
+                            center_source="stored" if from_file else "given")
         if not do_pre:
             record.steps = [s for s in record.steps if s.startswith("centre")]
-        if from_file:  # not a centre the user gave: the one stored with the data
-            record.center_method = "stored"
-            record.steps = [s.replace("(given;", "(stored in the file by preprocess-tomo;", 1)
-                            if s.startswith("centre") else s for s in record.steps]
         record.steps = notes + record.steps
         proj = record.projections
     else:

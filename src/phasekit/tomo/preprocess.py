@@ -437,7 +437,8 @@ class Preprocessed:
 
 def preprocess(projections, angles, *, flats=None, darks=None, flat_dark: bool = True,
                log: bool = True, zingers: bool = True, zinger_threshold: float = 6.0,
-               center="auto", center_method: str = "auto") -> Preprocessed:
+               center="auto", center_method: str = "auto",
+               center_source: str = "given") -> Preprocessed:
     """Zingers, flat/dark normalisation, -log and the rotation centre, each switchable.
 
     Parameters
@@ -452,6 +453,10 @@ def preprocess(projections, angles, *, flats=None, darks=None, flat_dark: bool =
     center : "auto", float or None
         ``"auto"``: :func:`find_center` with ``center_method``; a number: that centre (pixels);
         None: leave it at ``Dx // 2``.
+    center_source : {"given", "stored"}
+        Where a numeric ``center`` comes from: the caller (``"given"``) or the tilt series
+        that ``phasekit preprocess-tomo`` wrote (``"stored"``); recorded as ``center_method``
+        and in the step's text.
 
     Examples
     --------
@@ -526,8 +531,11 @@ def preprocess(projections, angles, *, flats=None, darks=None, flat_dark: bool =
             c = float(center)
         except (TypeError, ValueError):
             raise ConfigError(f"center must be 'auto' or pixels, got {center!r}") from None
-        how = "given"
-        steps.append(f"centre: {c:.2f} px (given; detector centre {Dx // 2}, offset "
+        if center_source not in ("given", "stored"):
+            raise ConfigError(f"center_source must be 'given' or 'stored', got {center_source!r}")
+        how = center_source
+        src = "given" if how == "given" else "stored in the file by preprocess-tomo"
+        steps.append(f"centre: {c:.2f} px ({src}; detector centre {Dx // 2}, offset "
                      f"{c - Dx // 2:+.2f})")
     else:
         steps.append(f"centre: detector centre {Dx // 2} px (not searched)")
