@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from . import mkl_fft
+
 
 def _dims(x: torch.Tensor, ndim: int | None):
     nd = x.ndim if ndim is None else ndim
@@ -31,14 +33,48 @@ def from_work(x: torch.Tensor, ndim: int | None = None) -> torch.Tensor:
     return torch.fft.fftshift(x, dim=_dims(x, ndim))
 
 
-def fftw(x: torch.Tensor, ndim: int | None = None) -> torch.Tensor:
-    """Unitary forward FFT of a work-layout array (result in work layout)."""
-    return torch.fft.fftn(x, dim=_dims(x, ndim), norm="ortho")
+def fftw(x: torch.Tensor, ndim: int | None = None, *, norm: str = "ortho",
+         out: torch.Tensor | None = None) -> torch.Tensor:
+    """Unitary forward FFT of a work-layout array (result in work layout).
+
+    On the CPU a contiguous complex tensor is transformed by MKL directly with a descriptor
+    committed once per shape (:mod:`phasekit.core.mkl_fft`: the same library and results as
+    ``torch.fft.fftn``, without its per-call set-up); ``out`` (contiguous, same shape and dtype,
+    or ``x`` itself) then receives the result without an allocation.  Elsewhere this is
+    ``torch.fft.fftn`` (with ``out`` filled from its result).  ``norm`` as in ``torch.fft``.
+
+    Examples
+    --------
+    >>> x = torch.ones(4, 4, dtype=torch.complex64)
+    >>> float(fftw(x)[0, 0].real)
+    4.0
+    """
+    nd = x.ndim if ndim is None else ndim
+    y = mkl_fft.c2c(x, nd, inverse=False, norm=norm, out=out)
+    if y is None:
+        y = torch.fft.fftn(x, dim=_dims(x, ndim), norm=norm)
+        if out is not None:
+            y = out.copy_(y)
+    return y
 
 
-def ifftw(x: torch.Tensor, ndim: int | None = None) -> torch.Tensor:
-    """Unitary inverse FFT of a work-layout array (result in work layout)."""
-    return torch.fft.ifftn(x, dim=_dims(x, ndim), norm="ortho")
+def ifftw(x: torch.Tensor, ndim: int | None = None, *, norm: str = "ortho",
+          out: torch.Tensor | None = None) -> torch.Tensor:
+    """Unitary inverse FFT of a work-layout array (result in work layout); as :func:`fftw`.
+
+    Examples
+    --------
+    >>> x = torch.ones(4, 4, dtype=torch.complex64)
+    >>> float(ifftw(fftw(x))[1, 2].real)
+    1.0
+    """
+    nd = x.ndim if ndim is None else ndim
+    y = mkl_fft.c2c(x, nd, inverse=True, norm=norm, out=out)
+    if y is None:
+        y = torch.fft.ifftn(x, dim=_dims(x, ndim), norm=norm)
+        if out is not None:
+            y = out.copy_(y)
+    return y
 
 
 def fftc(x: torch.Tensor, ndim: int | None = None) -> torch.Tensor:
@@ -68,7 +104,8 @@ def rfftw(x: torch.Tensor, ndim: int | None = None) -> torch.Tensor:
     >>> bool(torch.allclose(rfftw(x), fftw(x)[..., :4]))
     True
     """
-    return torch.fft.rfftn(x, dim=_dims(x, ndim), norm="ortho")
+    y = mkl_fft.r2c(x, x.ndim if ndim is None else ndim)
+    return torch.fft.rfftn(x, dim=_dims(x, ndim), norm="ortho") if y is None else y
 
 
 #: half-spectrum size from which :func:`irfftw` with ``overwrite=True`` splits the transform
@@ -99,6 +136,9 @@ def irfftw(z: torch.Tensor, shape, ndim: int | None = None, *, overwrite: bool =
     """
     nd = len(shape) if ndim is None else ndim
     s = tuple(shape)[-nd:]
+    y = mkl_fft.c2r(z, s[-1], nd) if z.ndim >= nd and tuple(z.shape[-nd:-1]) == s[:-1] else None
+    if y is not None:  # the direct MKL call copies nothing and leaves z unchanged
+        return y
     if overwrite and nd > 1 and z.is_contiguous() and z.numel() >= IRFFT_SPLIT_MIN:
         lead = tuple(range(-nd, -1))
         w = torch.fft.ifftn(z, dim=lead, norm="ortho", out=z)

@@ -144,10 +144,10 @@ class _TransferFunction(LinearOperator):
         return self.pixel_size[0] * self.pixel_size[1] / (self.wavelength * abs(self.distance))
 
     def forward(self, x):
-        return torch.fft.ifft2(torch.fft.fft2(x) * self.transfer)
+        return ifftw(fftw(x, 2, norm="backward") * self.transfer, 2, norm="backward")
 
     def adjoint(self, y):
-        return torch.fft.ifft2(torch.fft.fft2(y) * self.transfer.conj())
+        return ifftw(fftw(y, 2, norm="backward") * self.transfer.conj(), 2, norm="backward")
 
 
 class FresnelPropagator(_TransferFunction):

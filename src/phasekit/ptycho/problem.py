@@ -41,6 +41,7 @@ import torch
 
 from ..core.device import complex_dtype, real_dtype, resolve_device, to_numpy
 from ..core.errors import ConfigError, InputError
+from ..core.fft import fftw, ifftw
 from ..operators.propagation import PROPAGATIONS, make_propagator
 from .background import check_background, start_background
 from .modes import initial_modes
@@ -504,16 +505,16 @@ class PtychoProblem:
         ``ramp`` (the 2-D Fourier ramp of the position's fractional part, broadcastable) moves
         the predicted frame back to the beam's frame (module docstring)."""
         if self.propagation == "farfield":
-            return torch.fft.fft2(psi, norm="ortho")
+            return fftw(psi, 2)
         h = self.prop.transfer if ramp is None else self.prop.transfer * ramp.conj()
-        return torch.fft.ifft2(torch.fft.fft2(psi) * h)
+        return ifftw(fftw(psi, 2, norm="backward") * h, 2, norm="backward")
 
     def from_detector(self, z: torch.Tensor, ramp: torch.Tensor | None = None) -> torch.Tensor:
         """Adjoint of :meth:`to_detector`."""
         if self.propagation == "farfield":
-            return torch.fft.ifft2(z, norm="ortho")
+            return ifftw(z, 2)
         h = self.prop.transfer.conj() if ramp is None else self.prop.transfer.conj() * ramp
-        return torch.fft.ifft2(torch.fft.fft2(z) * h)
+        return ifftw(fftw(z, 2, norm="backward") * h, 2, norm="backward")
 
     def exit_waves(self, obj, probe, idx=None) -> torch.Tensor:
         return exit_waves(obj, probe, self.ints, self.ramps, idx)
@@ -541,7 +542,7 @@ class PtychoProblem:
         ints, ramps = self.geometry_of(x)
         psi = exit_waves(o, p, ints, ramps, idx)
         if self.propagation == "farfield":
-            z = torch.fft.fft2(psi, norm="ortho")
+            z = fftw(psi, 2)
         else:
             r = None
             if ramps is not None:

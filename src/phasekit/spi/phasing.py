@@ -56,6 +56,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..core.errors import ConfigError, InputError
+from ..core.fft import fftw, ifftw
 from ..operators.projections import (
     apply_constraints,
     constraint_mask,
@@ -337,8 +338,8 @@ def _iterate(amp, measured, support, x, cfg: PhasingConfig):
     sigma = cfg.sw_sigma_start
     denom = (amp * measured).flatten(1).sum(dim=1).clamp_min(1e-30)
     for it in range(1, n + 1):
-        X = torch.fft.fft2(x, norm="ortho")
-        y = torch.fft.ifft2(modulus_projection(X, amp, measured), norm="ortho")
+        X = fftw(x, 2)
+        y = ifftw(modulus_projection(X, amp, measured), 2)
         if cfg.real:
             y = y.real.to(x.dtype)
         alg = cfg.algorithm if it <= main else "er"
@@ -354,7 +355,7 @@ def _iterate(amp, measured, support, x, cfg: PhasingConfig):
             support = _shrinkwrap(x * support, support, sigma, cfg)
             sigma = max(cfg.sw_sigma_end, sigma * cfg.sw_decay)
     x = apply_constraints(x, support, real=cfg.real, positive=cfg.positive)
-    X = torch.fft.fft2(x, norm="ortho")
+    X = fftw(x, 2)
     rf = ((X.abs() - amp).abs() * measured).flatten(1).sum(dim=1) / denom
     return x, support, rf
 
