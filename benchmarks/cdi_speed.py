@@ -5,9 +5,13 @@ in a centred support of half the array per axis, ``I = |fftc(obj)|^2``, complex6
 realness / positivity.  Sizes 256^2, 512^2, 1024^2.
 
 Everything is timed in this one process, interleaved: for every repeat, each timed block (in a
-shuffled order) is preceded by a block of torch FFT pairs (``fftn`` + ``ifftn``, ``norm="ortho"``,
-the calls phasekit makes), and the ratio of the two adjacent blocks is kept; the tables give the
-median over repeats, so slow phases of the shared machine cancel.
+shuffled order) is preceded by a block of FFT pairs as phasekit calls them
+(``phasekit.core.fft.fftw`` + ``ifftw``, unitary; on a torch build with MKL these call MKL
+directly with a descriptor kept per shape, ``phasekit.core.mkl_fft``, 1.2-1.6x faster than
+``torch.fft.fftn`` + ``ifftn`` at these sizes; until 2026-12-06 the bound and phasekit used torch's
+calls), and the ratio of the two adjacent blocks is kept; the tables give the median over
+repeats, so slow phases of the shared machine cancel.  The component row ``torch fftn+ifftn
+pair`` gives torch's own pair in units of that bound.
 
 * FFT bound of one iteration = (FFTs the algorithm must do) / 2 x (pair time):
   ER / HIO / RAAR 2 FFTs per step, +1 for the R-factor of the estimate when metrics are on;
@@ -223,7 +227,7 @@ def build_timers(n, args, cohere, data_path, log):
     from phasekit.cdi import kernels
     from phasekit.cdi.api import reconstruct
     from phasekit.cdi.problem import CDIProblem
-    from phasekit.core.fft import irfftw, rfftw
+    from phasekit.core.fft import fftw, ifftw, irfftw, rfftw
     from phasekit.engine import get_algorithm
 
     intensity, support = make_pattern(n, args.seed)
@@ -250,7 +254,14 @@ def build_timers(n, args, cohere, data_path, log):
             torch.fft.irfftn(z, s=(n, n), dim=(-2, -1), norm="ortho")
         return time.perf_counter() - t0
 
-    def fft_block(m):
+    def fft_block(m):  # the complex pair phasekit calls (core.fft.fftw, ifftw)
+        t0 = time.perf_counter()
+        for _ in range(m):
+            z = fftw(x, 2)
+            ifftw(z, 2)
+        return time.perf_counter() - t0
+
+    def plain_fft_block(m):  # torch's fftn + ifftn as they come
         t0 = time.perf_counter()
         for _ in range(m):
             z = torch.fft.fftn(x, dim=(-2, -1), norm="ortho")
@@ -335,6 +346,8 @@ def build_timers(n, args, cohere, data_path, log):
             p1.rfactor(xc)
         return time.perf_counter() - t0
     timers["component: problem.rfactor(x)"] = (rf_block, {"alg": "-", "mode": "component", "ffts": 1})
+    timers["component: torch fftn+ifftn pair"] = (plain_fft_block, {
+        "alg": "-", "mode": "component", "ffts": 2})
     if any(a in REAL_ALGS for a in args.algorithms):
         timers["component: torch rfftn+irfftn pair"] = (plain_rfft_block, {
             "alg": "-", "mode": "component", "ffts": 2, "pair": "real"})
@@ -665,10 +678,15 @@ def markdown(data, args, meta):
           "their 'real step, complex FFTs' row is the same problem with `rfft=False` (4 or 3 complex FFTs).",
           "",
           "'real ...' rows of ER / HIO / RAAR / OSS: a real object (`real=True`); '/ bound' is against the real FFT pair "
-          "phasekit calls (rfftn + in-place inverse, `core.fft.irfftw(overwrite=True)`) timed in "
+          "phasekit calls (`core.fft.rfftw` + `irfftw(overwrite=True)`: MKL called directly where "
+          "torch has it) timed in "
           "adjacent blocks, also for the complex path of the same problem ('real step, complex "
           "FFTs', `rfft=False`); the component row 'torch rfftn+irfftn pair' is torch's plain "
           "pair in units of that pair.",
+          "",
+          "The complex FFT pair is the one phasekit calls (`core.fft.fftw` + `ifftw`: MKL called "
+          "directly with a descriptor kept per shape, where torch has MKL; torch's `fftn` + `ifftn` "
+          "until 2026-12-06); the component row 'torch fftn+ifftn pair' is torch's pair in units of it.",
           "",
           "'/ bound' = median over repeats of (block time / adjacent FFT-pair time) / (FFTs / 2). "
           "For 'double' rows the value is the time in complex64 FFT pairs (no bound). The component row "

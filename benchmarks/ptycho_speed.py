@@ -19,11 +19,14 @@ engine runs 1 warm-up + ``--iters`` (``--paper-iters`` at the paper sizes) timed
 medians are reported.
 
 FFT bound: a sweep needs one forward and one inverse M x M FFT per position; the bound is
-N x the time of a torch complex64 FFT pair (1 thread; ``fft2`` then ``ifft2`` returning new
-tensors, the fastest way torch does it here and what the sweeps call), measured in this run --
-both right after each sweep (the "paired" ratio, robust to the load of a shared machine) and
-before / after all engines.  Runs before 2026-12-06 timed the pair with ``out=`` buffers, 8-18 %
-slower, which flattered every ratio to the bound.
+N x the time of a complex64 FFT pair as the sweeps call it (1 thread; ``core.fft.fftw`` into a
+fixed buffer and ``ifftw`` in place there; on a torch build with MKL these call MKL directly with
+a descriptor kept per shape, ``phasekit.core.mkl_fft``), measured in this run -- both right
+after each sweep (the "paired" ratio, robust to the load of a shared machine) and before /
+after all engines.  torch's own pair (``fft2`` then ``ifft2`` returning new tensors: the bound
+and the sweeps' calls until the evening of 2026-12-06) is timed too and reported beside it.
+Runs before 2026-12-06 timed the pair with ``out=`` buffers, 8-18 % slower, which flattered
+every ratio to the bound.
 
 PtyLab runs in its own virtual environment (``--ptylab-python``, default
 ``/tmp/venv_ptylab/bin/python``; ``pip install ptylab`` there): PtyLab 0.3.7 pins numpy~=2.0 and
@@ -217,33 +220,50 @@ def dataset(tmp: Path, Np=128, No=512, N=400, radius=32, raster=None, **_):
     return I, pos.astype(float), fn
 
 
-def fft_pair_time(M=128, reps=3000):
+def fft_pair_time(M=128, reps=3000, pair=None):
     import torch
 
+    pair = _pair if pair is None else pair
     x = torch.randn(M, M, dtype=torch.complex64)
     for _ in range(200):
-        _pair(x)
+        pair(x)
     ts = []
     for _ in range(5):
         t = time.perf_counter()
         for _ in range(reps // 5):
-            _pair(x)
+            pair(x)
         ts.append((time.perf_counter() - t) / (reps // 5))
     return float(np.median(ts))
 
 
+_BUF = {}
+
+
 def _pair(x):
-    """One FFT pair as phasekit's sweeps call it: new output tensors.  (Until 2026-12-06 the
-    bound and the sweeps wrote into fixed buffers with ``out=``, which torch fills through a
-    temporary and a copy: a pair 8 % slower at 128^2 and 18 % at 480^2 on one AMD EPYC core, so
-    the ratios to that bound were flattered.)"""
+    """One FFT pair as phasekit's far-field sweeps call it: ``core.fft.fftw`` into a fixed
+    buffer and ``ifftw`` in place there (MKL called directly with a kept descriptor where torch
+    has MKL, ``phasekit.core.mkl_fft``; torch's calls elsewhere).  History: until the evening of
+    2026-12-06 the sweeps and this bound called ``torch.fft.fft2`` / ``ifft2`` with new output
+    tensors (:func:`_torch_pair`); before that with ``out=``, which torch fills through a
+    temporary and a copy (a pair 8 % slower at 128^2 and 18 % at 480^2 on one AMD EPYC core, so
+    the ratios to that bound were flattered)."""
+    from phasekit.core.fft import fftw, ifftw
+
+    buf = _BUF.get((x.shape, x.dtype))
+    if buf is None:
+        buf = _BUF[(x.shape, x.dtype)] = x.clone()
+    return ifftw(fftw(x, 2, out=buf), 2, out=buf)
+
+
+def _torch_pair(x):
+    """torch's own FFT pair (new output tensors): the bound before 2026-12-06 evening."""
     import torch
 
     return torch.fft.ifft2(torch.fft.fft2(x, norm="ortho"), norm="ortho")
 
 
 def fft_sweep_time(n_pos, M=128):
-    """The FFT bound of one sweep measured now: ``n_pos`` torch FFT pairs (one thread)."""
+    """The FFT bound of one sweep measured now: ``n_pos`` FFT pairs as the sweeps call them."""
     import torch
 
     x = torch.randn(M, M, dtype=torch.complex64)
@@ -368,6 +388,8 @@ def measure_case(key, a, tmp):
               flush=True)
     t_fft2 = fft_pair_time(Np, reps=3000 if Np <= 128 else 100)
     res["fft_pair_after_s"] = t_fft2
+    t_torch = fft_pair_time(Np, reps=3000 if Np <= 128 else 100, pair=_torch_pair)
+    res["torch_fft_pair_s"] = t_torch
     ptylab = run_ptylab(a, fn, N, Np, No, a.paper_ptylab_iters if paper else iters, tmp, key)
     res["ptylab_epie"] = ptylab
     ptylab_ok = bool(ptylab) and "median_s" in ptylab
@@ -407,7 +429,9 @@ def measure_case(key, a, tmp):
         claim(f"{tag}ePIE within 1.5x of the FFT bound ({N} FFT pairs of {Np}^2 per sweep)",
               epx <= 1.5,
               f"median over iterations of sweep time / FFT-pairs time measured right after it: "
-              f"{epx:.2f}x (against the bound measured before/after all engines: {ep / b:.2f}x)"),
+              f"{epx:.2f}x (against the bound measured before/after all engines: {ep / b:.2f}x; "
+              f"against {N} of torch's own fft2 + ifft2 pairs, {t_torch * 1e6:.1f} us each, the "
+              f"bound before 2026-12-06 evening: {ep / (t_torch * N):.2f}x)"),
         claim(f"{tag}CRISP within 1.5x of the FFT bound", crx <= 1.5,
               f"paired {crx:.2f}x (unpaired {cr / b:.2f}x)"),
         *[claim(f"{tag}{eng} within 1.5x of the FFT bound",
@@ -440,7 +464,7 @@ def measure_case(key, a, tmp):
     sizes = {"frames": [Np, Np], "object": [No, No], "positions": N, "scan": C["label"],
              "timed_iterations": iters, "threads": 1}
     return {"key": key, "sizes": sizes, "rows": rows, "claims": claims, "results": res, "b": b,
-            "t_fft": t_fft, "t_fft2": t_fft2, "N": N, "Np": Np}
+            "t_fft": t_fft, "t_fft2": t_fft2, "t_torch": t_torch, "N": N, "Np": Np}
 
 
 def plot_cases(cases, path):
@@ -516,8 +540,10 @@ def main():
     plot_cases([(o["rows"], o["b"], o["N"], o["Np"]) for o in out], RESULTS / f"{NAME}.png")
     md = [f"# {NAME}: time per ptychography iteration", "", meta_markdown(meta), "",
           ("x FFT bound (paired): median over iterations of the sweep time divided by the time "
-           "of the sweep's FFT pairs (one forward + one inverse per position, torch complex64, "
-           "1 thread) run right after that sweep (robust to the load of this shared machine); "
+           "of the sweep's FFT pairs (one forward + one inverse per position, complex64, 1 "
+           "thread, as the sweeps call them: `phasekit.core.fft.fftw` into a buffer and `ifftw` "
+           "in place, MKL called directly with a kept descriptor where torch has MKL) run right "
+           "after that sweep (robust to the load of this shared machine); "
            "for the peers, the FFT bound measured just before and after their run.  "
            "x FFT bound: against the smaller of the FFT-pair times measured before and after "
            "the engines.")]
@@ -526,7 +552,8 @@ def main():
         md += ["", f"## {o['sizes']['scan']}", "",
                (f"Sizes: {o['sizes']}. FFT pair: {o['t_fft'] * 1e6:.1f} us before, "
                 f"{o['t_fft2'] * 1e6:.1f} us after the engines; bound = {o['N']} x the smaller "
-                f"= {o['b'] * 1e3:.1f} ms."), ""]
+                f"= {o['b'] * 1e3:.1f} ms.  torch's own fft2 + ifft2 pair (the bound until "
+                f"2026-12-06 evening): {o['t_torch'] * 1e6:.1f} us."), ""]
         md += [md_table(["engine", "ms / iteration", "us / position", "x FFT bound",
                          "x FFT bound (paired)", "PtyLab / this"], o["rows"])]
         claims += o["claims"]
