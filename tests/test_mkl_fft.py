@@ -162,7 +162,7 @@ def test_thread_count_and_cache_bound():
     for n in range(8, 8 + M.CACHE_SIZE + 6):  # more shapes than the cache holds
         y = torch.ones(n, dtype=torch.complex64)
         assert abs(complex(M.c2c(y, 1, inverse=False, norm="backward")[0]) - n) < 1e-3
-    assert len(M._cache()) <= M.CACHE_SIZE
+    assert len(M._local.cache) <= M.CACHE_SIZE
 
 
 @needs_mkl

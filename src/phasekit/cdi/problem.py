@@ -193,8 +193,10 @@ class CDIProblem:
     def fft(self, x):
         return fftw(x, self.ndim)
 
-    def ifft(self, z):
-        return ifftw(z, self.ndim)
+    def ifft(self, z, out=None):
+        """Unitary inverse FFT (work layout); ``out`` (``z`` itself for an in-place transform)
+        receives it (:func:`phasekit.core.fft.ifftw`)."""
+        return ifftw(z, self.ndim, out=out)
 
     # ------------------------------------------------------------------ real objects, real FFTs
     @property

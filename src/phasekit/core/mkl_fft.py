@@ -103,11 +103,14 @@ def _library_path() -> Path:
 
 
 class _Plan:
-    __slots__ = ("handles", "scratch")
+    """Committed descriptors of one transform, and what a call checks against."""
+    __slots__ = ("batch", "handles", "nbytes_in", "nbytes_out", "out_shape", "scratch", "step")
 
-    def __init__(self, handles):
+    def __init__(self, handles, *, nbytes_in=0, nbytes_out=0, batch=1, step=0, out_shape=None):
         self.handles = handles
         self.scratch = None  # c2r: the half spectrum after the inverse over the leading axes
+        self.nbytes_in, self.nbytes_out = nbytes_in, nbytes_out
+        self.batch, self.step, self.out_shape = batch, step, out_shape
 
 
 _state = {"lib": None, "ok": None, "on": os.environ.get(ENV, "1").strip().lower()
@@ -122,8 +125,10 @@ _threads = {"max": 1, "one": False}
 
 
 def _after_fork_in_child():
+    global _local
     _threads["one"] = _threads["one"] or _threads["max"] > 1
     _threads["max"] = 1
+    _local = threading.local()  # the parent's descriptors are not used in the child
 
 
 if hasattr(os, "register_at_fork"):
@@ -219,34 +224,56 @@ def _make(lib, kind, prec, dims, batch, norm, inplace):
     return out
 
 
-def _cache():
-    c = getattr(_local, "cache", None)
-    pid = os.getpid()
-    if c is None or getattr(_local, "pid", None) != pid:  # a fresh thread or a forked child
-        c = _local.cache = {}
-        _local.pid = pid
-    return c
-
-
 def _thread_limit() -> int:
     return 1 if _threads["one"] else max(1, torch.get_num_threads())
 
 
-def _plan(kind, prec, dims, batch, norm, inplace):
+def _plan(kind, x, nd, norm, inplace, n_last=0):
+    """The cached plan of transform ``kind`` for tensor ``x`` (per thread), made on first use;
+    False where the direct path does not apply (kept too, so the check is made once)."""
     threads = _thread_limit()
-    _threads["max"] = max(_threads["max"], threads)
-    key = (kind, prec, dims, batch, norm, threads, inplace)
-    c = _cache()
-    p = c.pop(key, None)
+    key = (kind, x.dtype, x.shape, nd, norm, threads, inplace, n_last)
+    c = getattr(_local, "cache", None)
+    if c is None:
+        c = _local.cache = {}
+    p = c.get(key)
     if p is None:
-        lib = _state["lib"]
-        p = _Plan(_make(lib, kind, prec, dims, batch, norm, inplace))
-        if len(c) >= CACHE_SIZE:  # free the least recently used
+        p = _new_plan(kind, x, nd, norm, inplace, n_last)
+        if len(c) >= CACHE_SIZE:  # free the oldest
             old = c.pop(next(iter(c)))
-            for h in old.handles:
-                lib.free(ctypes.byref(h))
-    c[key] = p  # most recently used last
+            if old:
+                for h in old.handles:
+                    _state["lib"].free(ctypes.byref(h))
+        c[key] = p
+        _threads["max"] = max(_threads["max"], threads)
     return p
+
+
+def _new_plan(kind, x, nd, norm, inplace, n_last):
+    shape = tuple(x.shape)
+    if not (isinstance(nd, int) and 0 < nd <= min(len(shape), 7)) or norm not in _NORMS \
+            or x.numel() == 0:
+        return False
+    prec = _DTYPES[x.dtype]
+    batch = math.prod(shape[:-nd])
+    esize = x.element_size()
+    if kind == "c2r":
+        if int(n_last) // 2 + 1 != shape[-1]:
+            return False
+        dims = (*shape[-nd:-1], int(n_last))
+        out_shape = (*shape[:-1], int(n_last))
+        out_esize = esize // 2
+    elif kind == "r2c":
+        dims = shape[-nd:]
+        out_shape = (*shape[:-1], shape[-1] // 2 + 1)
+        out_esize = esize * 2
+    else:
+        dims = shape[-nd:]
+        out_shape, out_esize = shape, esize
+    handles = _make(_state["lib"], kind, prec, dims, batch, norm, inplace)
+    return _Plan(handles, nbytes_in=x.numel() * esize,
+                 nbytes_out=math.prod(out_shape) * out_esize, batch=batch,
+                 step=math.prod(shape[-nd:]) * esize, out_shape=out_shape)
 
 
 def enabled() -> bool:
@@ -339,64 +366,86 @@ def _self_test() -> bool:
     return True
 
 
-def _usable(x, dtypes) -> bool:
-    return (x.device.type == "cpu" and x.dtype in dtypes and x.layout == torch.strided
-            and x.numel() > 0 and x.is_contiguous() and not x.is_conj() and not x.is_neg()
-            and not (x.requires_grad and torch.is_grad_enabled()))
-
-
 _CPLX = (torch.complex64, torch.complex128)
 _REALT = (torch.float32, torch.float64)
+_STRIDED = torch.strided
+_REAL_OF = {torch.complex64: torch.float32, torch.complex128: torch.float64}
+_COMPLEX_OF = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 
 
-def _out_ok(out, shape, dtype) -> bool:
-    return (out.device.type == "cpu" and out.dtype == dtype and tuple(out.shape) == tuple(shape)
-            and out.is_contiguous() and not out.is_conj() and not out.is_neg()
-            and not out.requires_grad)
+def _ready() -> bool:
+    ok = _state["ok"]
+    return _state["on"] and (ok or (ok is None and available()))
+
+
+def _plain(x, dtypes) -> bool:
+    """A contiguous CPU tensor of one of ``dtypes`` whose memory holds its values (no lazy
+    conjugate or negative bit) and that autograd does not track."""
+    return (x.is_cpu and x.layout is _STRIDED and x.dtype in dtypes and x.is_contiguous()
+            and not x.requires_grad and not x.is_conj() and not x.is_neg())
+
+
+def _output(out, p, dtype, src):
+    """``out`` if it can receive the result (and does not partly overlap ``src``), else None."""
+    if not (_plain(out, (dtype,)) and tuple(out.shape) == p.out_shape):
+        return None
+    a, b = src.data_ptr(), out.data_ptr()
+    if a < b + p.nbytes_out and b < a + p.nbytes_in:
+        return None
+    return out
 
 
 def _c2c(x, nd, inverse, norm, out):
-    dims = tuple(x.shape[-nd:])
-    batch = math.prod(x.shape[:-nd])
     inplace = out is not None and out.data_ptr() == x.data_ptr()
-    p = _plan("c2c", _DTYPES[x.dtype], dims, batch, norm, inplace)
-    lib = _state["lib"]
-    fn = lib.backward if inverse else lib.forward
+    p = _plan("c2c", x, nd, norm, inplace)
+    if not p:
+        return None
     if inplace:
-        _check(fn(p.handles[0], x.data_ptr(), None), "compute")
-        return out
-    y = torch.empty_like(x, memory_format=torch.contiguous_format) if out is None else out
-    _check(fn(p.handles[0], x.data_ptr(), y.data_ptr()), "compute")
+        if not (_plain(out, (x.dtype,)) and out.shape == x.shape):
+            return None
+        y = out
+    elif out is None:
+        y = torch.empty_like(x)
+    else:
+        y = _output(out, p, x.dtype, x)
+        if y is None:
+            return None
+    lib = _state["lib"]
+    st = (lib.backward if inverse else lib.forward)(p.handles[0], x.data_ptr(),
+                                                    None if inplace else y.data_ptr())
+    if st:
+        _check(st, "compute")
     return y
 
 
 def _r2c(x, nd, norm, out):
-    dims = tuple(x.shape[-nd:])
-    batch = math.prod(x.shape[:-nd])
-    p = _plan("r2c", _DTYPES[x.dtype], dims, batch, norm, False)
-    cd = torch.complex64 if x.dtype == torch.float32 else torch.complex128
-    shape = (*x.shape[:-1], x.shape[-1] // 2 + 1)
-    y = torch.empty(shape, dtype=cd) if out is None else out
+    p = _plan("r2c", x, nd, norm, False)
+    if not p:
+        return None
+    cd = _COMPLEX_OF[x.dtype]
+    y = torch.empty(p.out_shape, dtype=cd) if out is None else _output(out, p, cd, x)
+    if y is None:
+        return None
     _check(_state["lib"].forward(p.handles[0], x.data_ptr(), y.data_ptr()), "compute")
     return y
 
 
 def _c2r(z, n_last, nd, norm, out):
-    dims = (*z.shape[-nd:-1], int(n_last))
-    batch = math.prod(z.shape[:-nd])
-    p = _plan("c2r", _DTYPES[z.dtype], dims, batch, norm, False)
-    rd = torch.float32 if z.dtype == torch.complex64 else torch.float64
-    shape = (*z.shape[:-1], int(n_last))
-    y = torch.empty(shape, dtype=rd) if out is None else out
+    p = _plan("c2r", z, nd, norm, False, int(n_last))
+    if not p:
+        return None
+    rd = _REAL_OF[z.dtype]
+    y = torch.empty(p.out_shape, dtype=rd) if out is None else _output(out, p, rd, z)
+    if y is None:
+        return None
     back = _state["lib"].backward
     src = z
     if nd > 1:  # the leading axes into the plan's scratch (z is left unchanged)
         if p.scratch is None:
             p.scratch = torch.empty(z.shape, dtype=z.dtype)
         src = p.scratch
-        step = math.prod(z.shape[-nd:]) * z.element_size()
-        a, b = z.data_ptr(), src.data_ptr()
-        for i in range(batch):
+        a, b, step = z.data_ptr(), src.data_ptr(), p.step
+        for i in range(p.batch):
             _check(back(p.handles[0], a + i * step, b + i * step), "compute")
     _check(back(p.handles[-1], src.data_ptr(), y.data_ptr()), "compute")
     return y
@@ -416,10 +465,7 @@ def c2c(x: torch.Tensor, ndim: int, *, inverse: bool, norm: str = "ortho",
     >>> y is None or float(y[0, 0].real) == 4.0
     True
     """
-    if not (0 < ndim <= min(x.ndim, 7)) or norm not in _NORMS or not available() \
-            or not _usable(x, _CPLX) or (out is not None and not _out_ok(out, x.shape, x.dtype)):
-        return None
-    if out is not None and out.data_ptr() != x.data_ptr() and _overlap(x, out):
+    if not (_ready() and _plain(x, _CPLX)):
         return None
     return _c2c(x, ndim, inverse, norm, out)
 
@@ -435,12 +481,7 @@ def r2c(x: torch.Tensor, ndim: int, *, norm: str = "ortho",
     >>> y is None or tuple(y.shape) == (4, 4)
     True
     """
-    if not (0 < ndim <= min(x.ndim, 7)) or norm not in _NORMS or not available() \
-            or not _usable(x, _REALT):
-        return None
-    cd = torch.complex64 if x.dtype == torch.float32 else torch.complex128
-    if out is not None and (not _out_ok(out, (*x.shape[:-1], x.shape[-1] // 2 + 1), cd)
-                            or _overlap(x, out)):
+    if not (_ready() and _plain(x, _REALT)):
         return None
     return _r2c(x, ndim, norm, out)
 
@@ -458,17 +499,6 @@ def c2r(z: torch.Tensor, n_last: int, ndim: int, *, norm: str = "ortho",
     >>> y is None or bool(torch.allclose(y, x, atol=1e-6))
     True
     """
-    if not (0 < ndim <= min(z.ndim, 7)) or norm not in _NORMS or int(n_last) // 2 + 1 != z.shape[-1] \
-            or not available() or not _usable(z, _CPLX):
-        return None
-    rd = torch.float32 if z.dtype == torch.complex64 else torch.float64
-    if out is not None and (not _out_ok(out, (*z.shape[:-1], int(n_last)), rd) or _overlap(z, out)):
+    if not (_ready() and _plain(z, _CPLX)):
         return None
     return _c2r(z, n_last, ndim, norm, out)
-
-
-def _overlap(a, b) -> bool:
-    a0, b0 = a.data_ptr(), b.data_ptr()
-    a1 = a0 + a.numel() * a.element_size()
-    b1 = b0 + b.numel() * b.element_size()
-    return a0 < b1 and b0 < a1
