@@ -103,7 +103,7 @@ def test_resume_batched_run_is_bit_identical_and_refuses_the_other_path(pattern,
     _, I = pattern
     kw = dict(support=_loose(I), n_iter=40, starts=2, rng=3, progress=False, er_tail=0.2,
               shrinkwrap={"every": 10, "start_thresholds": (0.1, 0.05)})
-    full = reconstruct(I, **kw)  # auto: batched
+    full = reconstruct(I, batch_starts=True, **kw)
     assert full.config["batched_starts"] is True
     ck = tmp_path / "run.ckpt"
     seen = []
@@ -114,7 +114,7 @@ def test_resume_batched_run_is_bit_identical_and_refuses_the_other_path(pattern,
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        reconstruct(I, checkpoint=ck, checkpoint_every=10, callback=crash, **kw)
+        reconstruct(I, checkpoint=ck, checkpoint_every=10, callback=crash, batch_starts=True, **kw)
     # the callback saw every start after every iteration, interleaved
     assert seen[:4] == [(1, 0), (1, 1), (2, 0), (2, 1)] and seen[-1] == (25, 1)
     with pytest.raises(ConfigError, match="batched starts.*batch_starts=True"):
@@ -170,7 +170,7 @@ def test_callback_stop_ends_every_start_and_constraint_update_keeps_last_start(p
             raise StopIteration
 
     res = reconstruct(I, _loose(I), algorithm="hio", n_iter=30, starts=3, rng=1, shrinkwrap=sw,
-                      callback=cb, progress=False)
+                      callback=cb, progress=False, batch_starts=True)
     assert res.message == "stopped by callback" and res.config["batched_starts"] is True
     assert [h["iteration"][-1] for h in res.histories] == [12, 12, 12]
     # the caller's shrink-wrap object ends with the last start's state (threshold 0.2)
@@ -283,20 +283,31 @@ def test_auto_batches_complex_images_only_up_to_128_squared_on_the_cpu(monkeypat
     image-by-image limit; an explicit request batches anyway."""
     import phasekit.cdi.problem as problem_module
 
+    from phasekit.core.mkl_fft import use_direct
+
     def prob(n, real):
         return CDIProblem.from_arrays(np.ones((n, n)), np.ones((n, n), bool), real=real)
 
-    assert prob(128, False).prefers_batch(8) and prob(128, True).prefers_batch(8)
-    assert not prob(129, False).prefers_batch(8) and prob(256, True).prefers_batch(8)
-    assert not prob(512, True).prefers_batch(8)  # image by image: sequential
-    assert not prob(64, False).prefers_batch(1)
-    # through reconstruct(): a complex run above the limit runs its starts one after another
-    monkeypatch.setattr(problem_module, "BATCH_COMPLEX_MAX_PIXELS", 16)
-    obj, I = _pattern()
-    kw = dict(support=np.abs(obj) > 0, algorithm="hio", n_iter=3, starts=2, rng=0, progress=False)
-    assert reconstruct(I, **kw).config["batched_starts"] is False
-    assert reconstruct(I, real=True, **kw).config["batched_starts"] is True
-    assert reconstruct(I, batch_starts=True, **kw).config["batched_starts"] is True
+    with use_direct(False):  # the CPU FFTs through torch.fft (a torch without MKL)
+        assert prob(128, False).prefers_batch(8) and prob(128, True).prefers_batch(8)
+        assert not prob(129, False).prefers_batch(8) and prob(256, True).prefers_batch(8)
+        assert not prob(512, True).prefers_batch(8)  # image by image: sequential
+        assert not prob(64, False).prefers_batch(1)
+        # through reconstruct(): a complex run above the limit runs its starts one after another
+        monkeypatch.setattr(problem_module, "BATCH_COMPLEX_MAX_PIXELS", 16)
+        obj, I = _pattern()
+        kw = dict(support=np.abs(obj) > 0, algorithm="hio", n_iter=3, starts=2, rng=0,
+                  progress=False)
+        assert reconstruct(I, **kw).config["batched_starts"] is False
+        assert reconstruct(I, real=True, **kw).config["batched_starts"] is True
+        assert reconstruct(I, batch_starts=True, **kw).config["batched_starts"] is True
+    # MKL called directly: no per-call set-up left to share, the starts run one after another
+    # (an explicit request batches anyway)
+    with use_direct(True):
+        if prob(64, True).fft_direct():
+            assert not prob(128, False).prefers_batch(8) and not prob(128, True).prefers_batch(8)
+            assert reconstruct(I, real=True, **kw).config["batched_starts"] is False
+        assert reconstruct(I, real=True, batch_starts=True, **kw).config["batched_starts"] is True
 
 
 @pytest.mark.parametrize("real", [False, True], ids=["complex", "rfft"])

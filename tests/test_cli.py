@@ -208,7 +208,7 @@ def test_resume_from_checkpoint(data_file, tmp_path, monkeypatch):
     from phasekit.engine import get_algorithm
 
     opts = ["--schedule", "HIO:40,ER:10", "--real", "--positive", "--starts", 2, "--seed", 3,
-            "--no-figure"]
+            "--batch-starts", "--no-figure"]
     full = tmp_path / "full.cxi"
     assert invoke("reconstruct", data_file, *opts, "-o", full).exit_code == 0
 
@@ -222,7 +222,7 @@ def test_resume_from_checkpoint(data_file, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         reconstruct(d.intensity, d.support, mask=d.mask, schedule="HIO:40,ER:10", real=True,
                     positive=True, starts=2, rng=3, checkpoint=ck, checkpoint_every=10,
-                    callback=interrupt, progress=False)
+                    callback=interrupt, progress=False, batch_starts=True)
     assert ck.exists()
 
     steps = []

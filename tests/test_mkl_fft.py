@@ -253,3 +253,12 @@ def test_reconstructions_agree_with_the_torch_path():
             out.append((alg.O.clone(), alg._last["R_F"]))
     torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-4, atol=1e-5)
     assert abs(out[0][1] - out[1][1]) <= 1e-5 * abs(out[1][1])
+
+
+def test_provenance_names_the_fft_path():
+    from phasekit.engine.result import provenance
+
+    assert provenance()["fft"] == ("mkl (direct)" if M.available() else "torch.fft")
+    assert provenance(device="cuda:0")["fft"] == "torch.fft"
+    with M.use_direct(False):
+        assert provenance()["fft"] == "torch.fft"

@@ -309,9 +309,10 @@ class GPS(Algorithm):
         the R-factor's), as the plain form's ``F^-1 z_new``, ``F y_half``, ``F^-1 (W F y_half)``."""
         z_new, V = _ks.gps_primal_v(self.z, self.G, self.gW, p.amp, p.measured, self.t, eps, self.s)
         u_new = p.ifft(z_new)
-        y_half, est = _ks.gps_dual_v(p.ifft(V), u_new, p.support, real=p.real, positive=p.positive,
-                                     real_estimate=p.use_rfft)
-        G, gW = p.fft(y_half), W
+        # V and y_half are this step's temporaries: transformed in place (G takes y_half's memory)
+        y_half, est = _ks.gps_dual_v(p.ifft(V, out=V), u_new, p.support, real=p.real,
+                                     positive=p.positive, real_estimate=p.use_rfft)
+        G, gW = p.fft(y_half, out=y_half), W
         if self.literal_re and W is not None:  # the printed eq. (2.20): y = Re F^-1 (W F y_half)
             y = p.ifft(G * W).real.to(p.cdtype)
             G, gW = p.fft(y), None

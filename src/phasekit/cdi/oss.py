@@ -124,8 +124,8 @@ class OSS(Algorithm):
             else:
                 z = p.fft(self.x)
                 hs = _ks.oss_fourier(z, W, self.beta, amp=p.amp, measured=p.measured)
-                y = p.ifft(z)
-                smooth = p.ifft(hs)
+                y = p.ifft(z, out=z)  # in place: both are this step's own temporaries
+                smooth = p.ifft(hs, out=hs)
             self.y = y
             # one pass: HIO inside the support, the smoothed density outside, est = P_C y
             est = _ks.oss_update(self.x, y, smooth, p.support, self.beta, positive=p.positive)

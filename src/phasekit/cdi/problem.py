@@ -190,8 +190,10 @@ class CDIProblem:
     def rdtype(self):
         return real_dtype(self.precision)
 
-    def fft(self, x):
-        return fftw(x, self.ndim)
+    def fft(self, x, out=None):
+        """Unitary forward FFT (work layout); ``out`` (``x`` itself for an in-place transform)
+        receives it (:func:`phasekit.core.fft.fftw`)."""
+        return fftw(x, self.ndim, out=out)
 
     def ifft(self, z, out=None):
         """Unitary inverse FFT (work layout); ``out`` (``z`` itself for an in-place transform)
@@ -350,20 +352,36 @@ class CDIProblem:
         """Whether ``n`` starts gain from running as one batch (the engine's automatic choice):
         not where the batch would step image by image (:meth:`batch_by_image`: measured 0.90-1.00x
         the sequential throughput at 512^2 on one AMD EPYC core, benchmarks/cdi_batched_starts.py),
-        nor, on the CPU, complex-path images above :data:`BATCH_COMPLEX_MAX_PIXELS` (128^2);
-        there the starts run one after another unless ``batch_starts=True``.  Any size on a GPU.
+        nor on the CPU when its FFTs call MKL directly (:meth:`fft_direct`: batching then measured
+        0.58-1.03x the sequential throughput on an Intel Xeon core), nor, on the CPU through
+        ``torch.fft``, complex-path images above :data:`BATCH_COMPLEX_MAX_PIXELS` (128^2); there
+        the starts run one after another unless ``batch_starts=True``.  Any size on a GPU.
 
         Examples
         --------
         >>> import numpy as np
+        >>> from phasekit.core.mkl_fft import use_direct
         >>> I, s = np.ones((256, 256)), np.ones((256, 256), bool)
-        >>> CDIProblem.from_arrays(I, s).prefers_batch(4), CDIProblem.from_arrays(I, s, real=True).prefers_batch(4)
+        >>> with use_direct(False):  # CPU FFTs through torch.fft
+        ...     CDIProblem.from_arrays(I, s).prefers_batch(4), CDIProblem.from_arrays(I, s, real=True).prefers_batch(4)
         (False, True)
         """
         if int(n) <= 1 or self.batch_by_image():
             return False
         cpu = self.device.type == "cpu"
+        if cpu and self.fft_direct():
+            # with MKL called directly the per-call set-up a batch used to share is gone: 8
+            # starts ran at 0.58-1.03x the sequential throughput at 128^2 and 256^2 on an Intel
+            # Xeon core (benchmarks/cdi_batched_starts.py, 2026-12-06 night)
+            return False
         return not (cpu and not self.use_rfft and int(np.prod(self.shape)) > BATCH_COMPLEX_MAX_PIXELS)
+
+    def fft_direct(self) -> bool:
+        """Whether this problem's FFTs call MKL directly (:mod:`phasekit.core.mkl_fft`: a CPU
+        problem on a torch with MKL, the direct path switched on)."""
+        from ..core import mkl_fft
+
+        return self.device.type == "cpu" and mkl_fft.available()
 
     def batch_memory(self, n: int) -> int:
         """Peak bytes of ``n`` starts run as one batch (the engine's batched path compares it

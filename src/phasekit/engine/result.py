@@ -84,16 +84,20 @@ class ReconResult:
 
 
 def provenance(device=None, seed=None, threads: int | None = None) -> dict:
-    """Versions, device, CPU threads (``threads``, default torch's current count), host and date
-    for a result file."""
+    """Versions, device, CPU threads (``threads``, default torch's current count), the FFT
+    library's path (``fft``: ``"mkl (direct)"`` where :mod:`phasekit.core.mkl_fft` calls MKL,
+    else ``"torch.fft"``), host and date for a result file."""
     from .. import __version__
+    from ..core import mkl_fft
 
+    on_cpu = device is None or str(device).startswith("cpu")
     return {
         "software": "phasekit", "version": __version__, "torch": torch.__version__,
         "numpy": np.__version__, "python": platform.python_version(),
         "host": platform.node(), "machine": platform.machine(),
         "device": str(device) if device is not None else "cpu",
         "threads": int(threads) if threads is not None else torch.get_num_threads(),
+        "fft": "mkl (direct)" if on_cpu and mkl_fft.available() else "torch.fft",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "seed": seed if isinstance(seed, (int, type(None))) else str(seed),
     }
