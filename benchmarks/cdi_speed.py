@@ -6,7 +6,8 @@ realness / positivity.  Sizes 256^2, 512^2, 1024^2.
 
 Everything is timed in this one process, interleaved: for every repeat, each timed block (in a
 shuffled order) is preceded by a block of FFT pairs as phasekit calls them
-(``phasekit.core.fft.fftw`` + ``ifftw``, unitary; on a torch build with MKL these call MKL
+(``phasekit.core.fft.fftw`` + ``ifftw`` in place, unitary, the fastest pair phasekit calls: ER,
+HIO, RAAR and OSS invert their own transforms in place; on a torch build with MKL these call MKL
 directly with a descriptor kept per shape, ``phasekit.core.mkl_fft``, 1.2-1.6x faster than
 ``torch.fft.fftn`` + ``ifftn`` at these sizes; until 2026-12-06 the bound and phasekit used torch's
 calls), and the ratio of the two adjacent blocks is kept; the tables give the median over
@@ -254,11 +255,11 @@ def build_timers(n, args, cohere, data_path, log):
             torch.fft.irfftn(z, s=(n, n), dim=(-2, -1), norm="ortho")
         return time.perf_counter() - t0
 
-    def fft_block(m):  # the complex pair phasekit calls (core.fft.fftw, ifftw)
+    def fft_block(m):  # the complex pair phasekit calls: core.fft.fftw, ifftw in place
         t0 = time.perf_counter()
         for _ in range(m):
             z = fftw(x, 2)
-            ifftw(z, 2)
+            ifftw(z, 2, out=z)
         return time.perf_counter() - t0
 
     def plain_fft_block(m):  # torch's fftn + ifftn as they come
@@ -684,7 +685,7 @@ def markdown(data, args, meta):
           "FFTs', `rfft=False`); the component row 'torch rfftn+irfftn pair' is torch's plain "
           "pair in units of that pair.",
           "",
-          "The complex FFT pair is the one phasekit calls (`core.fft.fftw` + `ifftw`: MKL called "
+          "The complex FFT pair is the one phasekit calls (`core.fft.fftw` + `ifftw` in place: MKL called "
           "directly with a descriptor kept per shape, where torch has MKL; torch's `fftn` + `ifftn` "
           "until 2026-12-06); the component row 'torch fftn+ifftn pair' is torch's pair in units of it.",
           "",
