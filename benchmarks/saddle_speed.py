@@ -49,13 +49,13 @@ def count_ffts(problem, algo, n=5):
     calls = [0]
     f, fi = problem.fft, problem.ifft
 
-    def cf(x):
+    def cf(x, *a, **kw):
         calls[0] += 1
-        return f(x)
+        return f(x, *a, **kw)
 
-    def ci(x):
+    def ci(x, *a, **kw):
         calls[0] += 1
-        return fi(x)
+        return fi(x, *a, **kw)
 
     problem.fft, problem.ifft = cf, ci
     try:

@@ -49,13 +49,7 @@ def fftw(x: torch.Tensor, ndim: int | None = None, *, norm: str = "ortho",
     >>> float(fftw(x)[0, 0].real)
     4.0
     """
-    nd = x.ndim if ndim is None else ndim
-    y = mkl_fft.c2c(x, nd, inverse=False, norm=norm, out=out)
-    if y is None:
-        y = torch.fft.fftn(x, dim=_dims(x, ndim), norm=norm)
-        if out is not None:
-            y = out.copy_(y)
-    return y
+    return _c2c(x, ndim, False, norm, out)
 
 
 def ifftw(x: torch.Tensor, ndim: int | None = None, *, norm: str = "ortho",
@@ -68,10 +62,14 @@ def ifftw(x: torch.Tensor, ndim: int | None = None, *, norm: str = "ortho",
     >>> float(ifftw(fftw(x))[1, 2].real)
     1.0
     """
-    nd = x.ndim if ndim is None else ndim
-    y = mkl_fft.c2c(x, nd, inverse=True, norm=norm, out=out)
+    return _c2c(x, ndim, True, norm, out)
+
+
+def _c2c(x, ndim, inverse, norm, out):
+    """The direct MKL transform where it applies, else ``torch.fft`` (``out`` filled from it)."""
+    y = mkl_fft.c2c(x, x.ndim if ndim is None else ndim, inverse=inverse, norm=norm, out=out)
     if y is None:
-        y = torch.fft.ifftn(x, dim=_dims(x, ndim), norm=norm)
+        y = (torch.fft.ifftn if inverse else torch.fft.fftn)(x, dim=_dims(x, ndim), norm=norm)
         if out is not None:
             y = out.copy_(y)
     return y
