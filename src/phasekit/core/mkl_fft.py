@@ -112,6 +112,21 @@ class _Plan:
         self.nbytes_in, self.nbytes_out = nbytes_in, nbytes_out
         self.batch, self.step, self.out_shape = batch, step, out_shape
 
+    def release(self):
+        """Free the descriptors (once): on eviction from the cache, or when the plan is garbage
+        collected (a thread's cache dies with the thread)."""
+        handles, self.handles = self.handles, ()
+        lib = _state.get("lib")
+        if lib is None:
+            return
+        for h in handles:
+            # at interpreter shutdown ctypes may be half torn down: nothing is left to free into
+            with contextlib.suppress(Exception):
+                lib.free(ctypes.byref(h))
+
+    def __del__(self):
+        self.release()
+
 
 _state = {"lib": None, "ok": None, "on": os.environ.get(ENV, "1").strip().lower()
           not in ("0", "false", "no", "off")}
@@ -242,8 +257,7 @@ def _plan(kind, x, nd, norm, inplace, n_last=0):
         if len(c) >= CACHE_SIZE:  # free the oldest
             old = c.pop(next(iter(c)))
             if old:
-                for h in old.handles:
-                    _state["lib"].free(ctypes.byref(h))
+                old.release()
         c[key] = p
         _threads["max"] = max(_threads["max"], threads)
     return p
