@@ -19,9 +19,9 @@ engine runs 1 warm-up + ``--iters`` (``--paper-iters`` at the paper sizes) timed
 medians are reported.
 
 FFT bound: a sweep needs one forward and one inverse M x M FFT per position; the bound is
-N x the time of a complex64 FFT pair as the sweeps call it (1 thread; ``core.fft.fftw`` into a
-fixed buffer and ``ifftw`` in place there; on a torch build with MKL these call MKL directly with
-a descriptor kept per shape, ``phasekit.core.mkl_fft``), measured in this run -- both right
+N x the time of a complex64 FFT pair as the sweeps call it (1 thread; the forward transform into
+a fixed buffer and the inverse in place there, both prepared once with ``core.fft.prepare``; on
+a torch build with MKL one direct MKL call each, ``phasekit.core.mkl_fft``), measured in this run -- both right
 after each sweep (the "paired" ratio, robust to the load of a shared machine) and before /
 after all engines.  torch's own pair (``fft2`` then ``ifft2`` returning new tensors: the bound
 and the sweeps' calls until the evening of 2026-12-06) is timed too and reported beside it.
@@ -236,23 +236,27 @@ def fft_pair_time(M=128, reps=3000, pair=None):
     return float(np.median(ts))
 
 
-_BUF = {}
+_PAIRS = {}
 
 
 def _pair(x):
-    """One FFT pair as phasekit's far-field sweeps call it: ``core.fft.fftw`` into a fixed
-    buffer and ``ifftw`` in place there (MKL called directly with a kept descriptor where torch
-    has MKL, ``phasekit.core.mkl_fft``; torch's calls elsewhere).  History: until the evening of
+    """One FFT pair as phasekit's far-field sweeps call it: the forward transform of the exit-wave
+    buffer into a fixed buffer and the inverse in place there, both prepared once
+    (``core.fft.prepare``: one MKL call each with a descriptor of its own where torch has MKL,
+    ``phasekit.core.mkl_fft``; torch's calls elsewhere).  History: until the evening of
     2026-12-06 the sweeps and this bound called ``torch.fft.fft2`` / ``ifft2`` with new output
     tensors (:func:`_torch_pair`); before that with ``out=``, which torch fills through a
     temporary and a copy (a pair 8 % slower at 128^2 and 18 % at 480^2 on one AMD EPYC core, so
     the ratios to that bound were flattered)."""
-    from phasekit.core.fft import fftw, ifftw
+    from phasekit.core.fft import prepare
 
-    buf = _BUF.get((x.shape, x.dtype))
-    if buf is None:
-        buf = _BUF[(x.shape, x.dtype)] = x.clone()
-    return ifftw(fftw(x, 2, out=buf), 2, out=buf)
+    key = (x.data_ptr(), tuple(x.shape), x.dtype)
+    runs = _PAIRS.get(key)
+    if runs is None:
+        buf = x.clone()
+        runs = _PAIRS[key] = (prepare(x, buf, 2), prepare(buf, buf, 2, inverse=True), x)
+    runs[0]()
+    return runs[1]()
 
 
 def _torch_pair(x):
@@ -541,8 +545,8 @@ def main():
     md = [f"# {NAME}: time per ptychography iteration", "", meta_markdown(meta), "",
           ("x FFT bound (paired): median over iterations of the sweep time divided by the time "
            "of the sweep's FFT pairs (one forward + one inverse per position, complex64, 1 "
-           "thread, as the sweeps call them: `phasekit.core.fft.fftw` into a buffer and `ifftw` "
-           "in place, MKL called directly with a kept descriptor where torch has MKL) run right "
+           "thread, as the sweeps call them: `phasekit.core.fft.prepare`d transforms into a buffer "
+           "and in place there, one direct MKL call each where torch has MKL) run right "
            "after that sweep (robust to the load of this shared machine); "
            "for the peers, the FFT bound measured just before and after their run.  "
            "x FFT bound: against the smaller of the FFT-pair times measured before and after "

@@ -65,6 +65,30 @@ def ifftw(x: torch.Tensor, ndim: int | None = None, *, norm: str = "ortho",
     return _c2c(x, ndim, True, norm, out)
 
 
+def prepare(x: torch.Tensor, out: torch.Tensor, ndim: int | None = None, *, inverse: bool = False,
+            norm: str = "ortho"):
+    """A transform between two fixed buffers, for a loop that transforms the same buffer again
+    and again (FFTW's plan with its arrays): ``run()`` transforms the current contents of ``x``
+    into ``out`` (``out`` may be ``x``: in place) and returns ``out``.  On the CPU with MKL one
+    call into MKL with nothing checked per call (:func:`phasekit.core.mkl_fft.prepare_c2c`);
+    elsewhere :func:`fftw` / :func:`ifftw` with ``out``.
+
+    Examples
+    --------
+    >>> x = torch.ones(4, 4, dtype=torch.complex64)
+    >>> y = torch.empty_like(x)
+    >>> run = prepare(x, y)
+    >>> float(run()[0, 0].real), float(y[0, 0].real)
+    (4.0, 4.0)
+    """
+    nd = x.ndim if ndim is None else ndim
+    run = mkl_fft.prepare_c2c(x, nd, inverse=inverse, norm=norm, out=out)
+    if run is None:
+        def run():
+            return _c2c(x, nd, inverse, norm, out)
+    return run
+
+
 def _c2c(x, ndim, inverse, norm, out):
     """The direct MKL transform where it applies, else ``torch.fft`` (``out`` filled from it)."""
     y = mkl_fft.c2c(x, x.ndim if ndim is None else ndim, inverse=inverse, norm=norm, out=out)

@@ -43,7 +43,7 @@ import torch
 
 log = logging.getLogger("phasekit")
 
-__all__ = ["available", "c2c", "c2r", "enabled", "r2c", "use_direct"]
+__all__ = ["available", "c2c", "c2r", "enabled", "prepare_c2c", "r2c", "use_direct"]
 
 #: environment variable: ``0`` / ``false`` / ``no`` / ``off`` switches the direct MKL path off
 ENV = "PHASEKIT_MKL_FFT"
@@ -516,3 +516,39 @@ def c2r(z: torch.Tensor, n_last: int, ndim: int, *, norm: str = "ortho",
     if not (_ready() and _plain(z, _CPLX)):
         return None
     return _c2r(z, n_last, ndim, norm, out)
+
+
+def prepare_c2c(x: torch.Tensor, ndim: int, *, inverse: bool, out: torch.Tensor,
+                norm: str = "ortho"):
+    """A complex transform between two fixed buffers, ready to run again and again: returns
+    ``run()``, which transforms the current contents of ``x`` into ``out`` (``out`` may be ``x``:
+    in place) and returns ``out``, with no check and no look-up per call (one MKL call, ~0.5 µs
+    of Python); None where the direct path does not apply.  The transform owns its descriptor
+    (not in the shared cache, freed with ``run``) and keeps ``x`` and ``out`` alive.
+
+    Examples
+    --------
+    >>> x = torch.ones(4, 4, dtype=torch.complex64)
+    >>> run = prepare_c2c(x, 2, inverse=False, out=x.clone())
+    >>> run is None or float(run()[0, 0].real) == 4.0
+    True
+    """
+    if not (_ready() and _plain(x, _CPLX)):
+        return None
+    inplace = out.data_ptr() == x.data_ptr()
+    if inplace and not (_plain(out, (x.dtype,)) and out.shape == x.shape):
+        return None
+    p = _new_plan("c2c", x, ndim, norm, inplace, 0)
+    if not p or (not inplace and _output(out, p, x.dtype, x) is None):
+        return None
+    lib = _state["lib"]
+    fn = lib.backward if inverse else lib.forward
+    h, a, b = p.handles[0], x.data_ptr(), None if inplace else out.data_ptr()
+
+    def run(_keep=(p, x, out)):
+        st = fn(h, a, b)
+        if st:
+            _check(st, "compute")
+        return out
+
+    return run

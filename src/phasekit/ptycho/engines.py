@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ..core.fft import fftw, ifftw
+from ..core.fft import fftw, ifftw, prepare
 from ..engine import Algorithm, StrictConfig
 from . import kernels as K
 from .modes import orthogonalize
@@ -316,6 +316,7 @@ class PIEBase(Algorithm):
         # goes into one buffer and its inverse stays there (no allocation per position)
         zbuf = torch.empty((my, mx), dtype=pr.cdtype)
         zbuf_np = zbuf.numpy()
+        fwd, inv = prepare(psi, zbuf, 2), prepare(zbuf, zbuf, 2, inverse=True)
         bufs = K.max_buffers(mx, P_np.real.dtype)
         ints_l = pr.ints.tolist()  # Python ints: no NumPy scalar indexing per position
         order_l = order.tolist()
@@ -356,13 +357,13 @@ class PIEBase(Algorithm):
                 z = ifftw(fftw(psi, 2, norm="backward").mul_(h), 2, norm="backward")
                 z_np = z.numpy()
             else:
-                z, z_np = fftw(psi, 2, out=zbuf), zbuf_np
+                z, z_np = fwd(), zbuf_np
             num, cost = fourier_diff(z_np, amp[n], meas[n])
             if near:
                 R = ifftw(fftw(z, 2, norm="backward").mul_(h.conj()), 2, norm="backward")
                 R_np = R.numpy()
             else:  # in place: z is not needed after its inverse
-                R, R_np = ifftw(z, 2, out=zbuf), zbuf_np
+                R, R_np = inv(), zbuf_np
             en = kappa * cost
             so, sp, go, gp = steps(
                 n, en, pm, om, lambda: grad_norms_r(Pn_np, On_np, R_np, iy, ix), True)
@@ -420,6 +421,7 @@ class PIEBase(Algorithm):
         far = pr.propagation == "farfield"
         zbuf = torch.empty((nk, my, mx), dtype=pr.cdtype)  # far field: transform and inverse
         zbuf_np = zbuf.numpy()
+        fwd, inv = prepare(psi, zbuf, 2), prepare(zbuf, zbuf, 2, inverse=True)
         kappa = self.kappa
         num_total = 0.0
         where = self._position_fast(dpos)
@@ -451,13 +453,13 @@ class PIEBase(Algorithm):
                 Pn, Pn_np = P, P_np
             pm, om = M.exit(psi_np, Pn_np, On_np, iy, ix, *mbuf)
             if far:
-                z, z_np = fftw(psi, 2, out=zbuf), zbuf_np
+                z, z_np = fwd(), zbuf_np
             else:
                 z = pr.to_detector(psi, ramp).contiguous()
                 z_np = z.numpy()
             num, cost = M.fourier(z_np, amp[n], meas[n], bg_np, has_bg, acc, cnt, fit, *row[:2])
             if far:  # in place: z is not needed after its inverse
-                R, R_np = ifftw(z, 2, out=zbuf), zbuf_np
+                R, R_np = inv(), zbuf_np
             else:
                 R = pr.from_detector(z, ramp).contiguous()
                 R_np = R.numpy()
