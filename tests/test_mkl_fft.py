@@ -291,3 +291,29 @@ def test_provenance_names_the_fft_path():
     assert provenance(device="cuda:0")["fft"] == "torch.fft"
     with M.use_direct(False):
         assert provenance()["fft"] == "torch.fft"
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_prepared_transforms_follow_their_buffers(direct):
+    """core.fft.prepare: run() transforms the buffer's current contents into ``out`` (or in
+    place), on the direct path and through torch.fft alike."""
+    g = torch.Generator().manual_seed(8)
+    with M.use_direct(direct):
+        x = torch.randn(2, 16, 16, dtype=torch.complex64, generator=g)
+        buf = torch.empty_like(x)
+        fwd = F.prepare(x, buf, 2)
+        inv = F.prepare(buf, buf, 2, inverse=True)
+        for _ in range(3):
+            x.copy_(torch.randn(x.shape, dtype=x.dtype, generator=g))
+            y = fwd()
+            assert y.data_ptr() == buf.data_ptr()
+            _close(buf, torch.fft.fftn(x, dim=(-2, -1), norm="ortho"), x.dtype)
+            inv()
+            _close(buf, x, x.dtype)
+        if direct and M.available():
+            assert M.prepare_c2c(x, 2, inverse=False, out=buf) is not None
+        # a strided buffer or a partly overlapping output: no direct transform, the same result
+        assert M.prepare_c2c(x[:, ::2], 2, inverse=False, out=buf[:, ::2]) is None
+        fwd2 = F.prepare(x[:, ::2], buf[:, ::2], 2)
+        fwd2()
+        _close(buf[:, ::2], torch.fft.fftn(x[:, ::2], dim=(-2, -1), norm="ortho"), x.dtype)

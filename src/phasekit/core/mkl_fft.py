@@ -104,28 +104,27 @@ def _library_path() -> Path:
 
 class _Plan:
     """Committed descriptors of one transform, and what a call checks against."""
-    __slots__ = ("batch", "handles", "nbytes_in", "nbytes_out", "out_shape", "scratch", "step")
+    __slots__ = ("_free", "batch", "handles", "nbytes_in", "nbytes_out", "out_shape", "scratch", "step")
 
     def __init__(self, handles, *, nbytes_in=0, nbytes_out=0, batch=1, step=0, out_shape=None):
         self.handles = handles
         self.scratch = None  # c2r: the half spectrum after the inverse over the leading axes
         self.nbytes_in, self.nbytes_out = nbytes_in, nbytes_out
         self.batch, self.step, self.out_shape = batch, step, out_shape
+        self._free = _state["lib"].free  # kept: module globals are gone at interpreter exit
 
     def release(self):
         """Free the descriptors (once): on eviction from the cache, or when the plan is garbage
         collected (a thread's cache dies with the thread)."""
         handles, self.handles = self.handles, ()
-        lib = _state.get("lib")
-        if lib is None:
-            return
         for h in handles:
-            # at interpreter shutdown ctypes may be half torn down: nothing is left to free into
-            with contextlib.suppress(Exception):
-                lib.free(ctypes.byref(h))
+            self._free(ctypes.byref(h))
 
     def __del__(self):
-        self.release()
+        try:
+            self.release()
+        except Exception:  # noqa: BLE001, S110 (at interpreter exit ctypes may be torn down first)
+            pass
 
 
 _state = {"lib": None, "ok": None, "on": os.environ.get(ENV, "1").strip().lower()
