@@ -94,12 +94,11 @@ class _Dfti:
 
 
 def _library_path() -> Path:
-    libdir = Path(torch.__file__).resolve().parent / "lib"
-    names = {"linux": "libtorch_cpu.so", "win32": "torch_cpu.dll"}
-    name = names.get(sys.platform)
-    if name is None:
-        raise OSError(f"no MKL FFT in torch on {sys.platform}")
-    return libdir / name
+    # Linux only: the variadic DFTI calls are made through ctypes with the System V x86-64
+    # calling convention, the one tested (Windows' torch also links MKL, untested here)
+    if not sys.platform.startswith("linux"):
+        raise OSError(f"the direct MKL FFT is used on Linux only, not on {sys.platform}")
+    return Path(torch.__file__).resolve().parent / "lib" / "libtorch_cpu.so"
 
 
 class _Plan:
