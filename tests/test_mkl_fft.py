@@ -317,3 +317,14 @@ def test_prepared_transforms_follow_their_buffers(direct):
         fwd2 = F.prepare(x[:, ::2], buf[:, ::2], 2)
         fwd2()
         _close(buf[:, ::2], torch.fft.fftn(x[:, ::2], dim=(-2, -1), norm="ortho"), x.dtype)
+
+
+@needs_mkl
+def test_a_descriptor_mkl_declines_falls_back_to_torch(monkeypatch):
+    def refuse(*a, **k):
+        raise RuntimeError("MKL DFTI commit failed (status 1)")
+
+    monkeypatch.setattr(M, "_make", refuse)
+    x = torch.randn(3, 13, 11, dtype=torch.complex64, generator=torch.Generator().manual_seed(9))
+    assert M.c2c(x, 2, inverse=False) is None
+    _close(F.fftw(x, 2), torch.fft.fftn(x, dim=(-2, -1), norm="ortho"), x.dtype)

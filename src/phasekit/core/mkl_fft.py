@@ -282,7 +282,11 @@ def _new_plan(kind, x, nd, norm, inplace, n_last):
     else:
         dims = shape[-nd:]
         out_shape, out_esize = shape, esize
-    handles = _make(_state["lib"], kind, prec, dims, batch, norm, inplace)
+    try:
+        handles = _make(_state["lib"], kind, prec, dims, batch, norm, inplace)
+    except RuntimeError as exc:  # MKL declined the descriptor (e.g. no memory): torch.fft instead
+        log.debug("direct MKL FFT not used for %s %s: %s", kind, shape, exc)
+        return False
     return _Plan(handles, nbytes_in=x.numel() * esize,
                  nbytes_out=math.prod(out_shape) * out_esize, batch=batch,
                  step=math.prod(shape[-nd:]) * esize, out_shape=out_shape)
