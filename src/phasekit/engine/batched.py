@@ -3,11 +3,12 @@ problem.
 
 Several random starts are independent runs of the same chain.  Run one after another they pay
 ``N`` times the per-iteration Python overhead and ``N`` small FFT pairs; run as one batch they
-pay the overhead once and do one batched FFT pair (the natural layout on a GPU, and on one CPU
-core the per-call overhead disappears).  The driver takes this path (:func:`choose_batch`)
-when every stage's algorithm declares it can run a batch (a classmethod
-``supports_batch(problem)`` returning True: CDI's ER, HIO and RAAR) and ``N`` copies of the working set fit in memory
-(the problem's ``batch_memory(n)``, compared with the free memory).
+pay the overhead once and do one batched FFT pair (the natural layout on a GPU).  The driver
+takes this path (:func:`choose_batch`) when every stage's algorithm declares it can run a batch
+(a classmethod ``supports_batch(problem)`` returning True: CDI's ER, HIO and RAAR), the problem
+does not decline (``prefers_batch(n)``: a CDI problem on the CPU declines when its FFTs call MKL
+directly, which leaves a batch little to share, and for large images) and ``N`` copies of the
+working set fit in memory (the problem's ``batch_memory(n)``, compared with the free memory).
 
 What is the same as sequential starts (tests compare both paths on final images, R-factors and
 histories within float32 rounding -- a batched FFT may round differently from a single one):
