@@ -153,7 +153,10 @@ def full_size_cost(log):
     t = time.perf_counter()
     r = phase_batch(c.frames, mask, algorithm="hio", iterations=200, starts=4, crop=64)
     per_pattern = (time.perf_counter() - t) / 2
-    from phasekit.core.fft import fftw, ifftw  # the calls phasekit makes (direct MKL on the CPU)
+    from phasekit.core.fft import (  # the calls phasekit makes (direct MKL on the CPU)
+        fftw,
+        ifftw,
+    )
 
     x = torch.randn(8, 256, 256, dtype=torch.complex64)
     ifftw(fftw(x, 2), 2)
